@@ -1,0 +1,130 @@
+"""Settings of django-taskqueue: the `TASKQUEUE` setting, read through one object with defaults.
+
+    TASKQUEUE = {
+        "QUEUE_YAML": BASE_DIR / "queue.yaml",
+        "DATABASE": "queue",
+    }
+
+    from django_taskqueue.conf import taskqueue_settings
+    taskqueue_settings.DATABASE  # "queue"
+
+Every key has a default in `DEFAULTS`; the user's dict is laid over it, key by key. The object
+reloads when `TASKQUEUE` changes (`override_settings` included), and the queue definitions
+cached by `django_taskqueue.queues` are dropped with it. An unknown key in the user's dict is not
+an error here: the system check `django_taskqueue.E002` reports it. Nothing else in the package
+reads `settings.TASKQUEUE`.
+
+To add a key, add it to `DEFAULTS` with a comment, and a system check if its value can be wrong.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.utils.crypto import salted_hmac
+
+SETTING_NAME = "TASKQUEUE"
+
+DEFAULTS: dict[str, Any] = {
+    # Path of an App Engine queue.yaml (str or os.PathLike; relative paths are relative to the
+    # working directory). None: no yaml.
+    "QUEUE_YAML": None,
+    # Queue definitions as a dict keyed by queue name, with queue.yaml's directives; a queue
+    # named here replaces the queue.yaml queue of the same name.
+    "QUEUES": {},
+    # Database alias that holds the queue.
+    "DATABASE": "default",
+    # How long a finished or deleted task's name stays reserved (App Engine: about 9 days).
+    "TOMBSTONE_SECONDS": 9 * 86400,
+    # Push delivery over HTTP: target name -> base URL ("https://worker.example.com").
+    "TARGETS": {},
+    # Key that signs task requests and deferred payloads. None: derived from SECRET_KEY.
+    "SIGNING_KEY": None,
+    # How long succeeded and deleted tasks are kept as history before the sweep prunes them.
+    "FINISHED_RETENTION_SECONDS": 7 * 86400,
+    # How long permanently failed tasks are kept (visible and retryable from the admin).
+    "FAILED_RETENTION_SECONDS": 30 * 86400,
+    # Deadline of one push task attempt (App Engine's automatic scaling: 10 minutes).
+    "DEFAULT_DEADLINE_SECONDS": 600,
+    # How often an idle worker looks for due tasks when it is not woken up.
+    "POLL_INTERVAL_SECONDS": 1.0,
+    # Whether deferred tasks may be serialized with pickle (their payloads are signed).
+    "ALLOW_PICKLE": True,
+}
+
+_SIGNING_SALT = "django_taskqueue.conf.signing_key"
+
+
+class TaskQueueSettings:
+    """The `TASKQUEUE` setting merged over `DEFAULTS`, read by attribute."""
+
+    def __init__(self, defaults: dict[str, Any] | None = None) -> None:
+        self.defaults = DEFAULTS if defaults is None else defaults
+        self._merged: dict[str, Any] | None = None
+
+    @property
+    def user_settings(self) -> Any:
+        """Return the `TASKQUEUE` setting as the user wrote it ({} when unset), for the checks."""
+        return getattr(settings, SETTING_NAME, {})
+
+    def _values(self) -> dict[str, Any]:
+        if self._merged is None:
+            user = self.user_settings
+            if user is None:
+                user = {}
+            if not isinstance(user, dict):
+                raise ImproperlyConfigured(
+                    f"The {SETTING_NAME} setting must be a dict, not {type(user).__name__}."
+                )
+            self._merged = {**self.defaults, **user}
+        return self._merged
+
+    def __getattr__(self, name: str) -> Any:
+        if name not in self.defaults:
+            raise AttributeError(f"Invalid {SETTING_NAME} setting: {name!r}")
+        return self._values()[name]
+
+    def reload(self) -> None:
+        """Forget the merged values; the next access reads the setting again."""
+        self._merged = None
+
+    def signing_key(self) -> str:
+        """Return the key that signs task requests: SIGNING_KEY, or one derived from SECRET_KEY."""
+        key = self.SIGNING_KEY
+        if key is not None:
+            return key
+        return _derive(settings.SECRET_KEY)
+
+    def signing_fallback_keys(self) -> list[str]:
+        """Return older keys still accepted when verifying, derived from SECRET_KEY_FALLBACKS.
+
+        Empty when SIGNING_KEY is set explicitly: rotating it is then the project's business.
+        """
+        if self.SIGNING_KEY is not None:
+            return []
+        return [_derive(secret) for secret in getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+
+
+def _derive(secret: str | bytes) -> str:
+    # A salted HMAC, so a signature made for the task queue is never valid for anything else
+    # that signs with SECRET_KEY (sessions, password reset tokens) and vice versa.
+    return salted_hmac(_SIGNING_SALT, "signing key", secret=secret, algorithm="sha256").hexdigest()
+
+
+taskqueue_settings = TaskQueueSettings()
+
+
+def reload_settings(*, setting: str, **kwargs: Any) -> None:
+    """Reload the settings object and the queue definitions when `TASKQUEUE` changes."""
+    if setting != SETTING_NAME:
+        return
+    taskqueue_settings.reload()
+    from . import queues  # queues imports this module
+
+    queues.clear_cache()
+
+
+setting_changed.connect(reload_settings)

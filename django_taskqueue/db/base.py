@@ -1,0 +1,284 @@
+"""The portable implementation of the hot-path verbs; vendors override what they do better."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import IntegrityError, connections, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+
+from ..models import QueueState, TaskRecord, TaskState
+
+#: Columns written by an insert, in this order.
+INSERT_COLUMNS = (
+    "queue_name",
+    "name",
+    "state",
+    "method",
+    "url",
+    "headers",
+    "payload",
+    "tag",
+    "target",
+    "priority",
+    "eta",
+    "retry_count",
+    "execution_count",
+    "retry_options",
+    "enqueued_at",
+)
+
+#: Columns a lease reads to build the returned `Task` objects.
+LEASE_COLUMNS = (
+    "id",
+    "name",
+    "payload",
+    "tag",
+    "eta",
+    "retry_count",
+    "retry_options",
+    "enqueued_at",
+    "headers",
+)
+
+#: Marker: lease without regard to tags.
+ANY_TAG = object()
+
+
+@dataclass
+class TaskRow:
+    """The values of one task row to insert."""
+
+    queue_name: str
+    name: str
+    method: str
+    url: str
+    headers: list[list[str]]
+    payload: bytes | None
+    tag: str | None
+    target: str | None
+    eta: datetime.datetime
+    enqueued_at: datetime.datetime
+    retry_options: dict[str, Any] | None = None
+    priority: int = 0
+    state: str = TaskState.QUEUED
+    retry_count: int = 0
+    execution_count: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, column) for column in INSERT_COLUMNS)
+
+
+class Operations:
+    """Hot-path verbs for one database alias, written with the ORM.
+
+    Subclasses replace a verb with vendor SQL where one statement can do the work of several.
+    """
+
+    #: Statements a lease spends besides the SELECT and the UPDATE (for query-count tests).
+    extra_lease_queries = 0
+
+    def __init__(self, alias: str):
+        self.alias = alias
+        self.connection = connections[alias]
+
+    # -- helpers --------------------------------------------------------------------------
+
+    @property
+    def table(self) -> str:
+        return self.connection.ops.quote_name(TaskRecord._meta.db_table)
+
+    def tasks(self):
+        return TaskRecord.objects.using(self.alias)
+
+    def prepared_rows(self, rows: Sequence[TaskRow]) -> list[tuple[Any, ...]]:
+        """Convert rows to database parameters with each model field's own adaptation."""
+        fields = [TaskRecord._meta.get_field(column) for column in INSERT_COLUMNS]
+        connection = self.connection
+        return [
+            tuple(
+                f.get_db_prep_save(value, connection)
+                for f, value in zip(fields, row.values(), strict=True)
+            )
+            for row in rows
+        ]
+
+    def insert_sql(self, count: int) -> str:
+        columns = ", ".join(self.connection.ops.quote_name(c) for c in INSERT_COLUMNS)
+        placeholder = "(" + ", ".join(["%s"] * len(INSERT_COLUMNS)) + ")"
+        return f"INSERT INTO {self.table} ({columns}) VALUES " + ", ".join([placeholder] * count)
+
+    def lock_for_claim(self) -> None:
+        """Take whatever lock makes the following claim exclusive (nothing, with row locks)."""
+
+    # -- enqueue --------------------------------------------------------------------------
+
+    def insert(self, rows: Sequence[TaskRow], notify: bool) -> set[str]:
+        """Insert rows whose name is free; return the names inserted.
+
+        Portable fallback: one savepoint per row.
+        """
+        inserted = set()
+        for row, params in zip(rows, self.prepared_rows(rows), strict=True):
+            try:
+                with transaction.atomic(using=self.alias):
+                    with self.connection.cursor() as cursor:
+                        cursor.execute(self.insert_sql(1), params)
+            except IntegrityError:
+                continue
+            inserted.add(row.name)
+        return inserted
+
+    def existing(self, queue_name: str, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Return name -> {state, finished_at} for rows holding any of `names`."""
+        rows = self.tasks().filter(queue_name=queue_name, name__in=list(names))
+        return {r["name"]: r for r in rows.values("name", "state", "finished_at")}
+
+    def drop_expired_tombstones(
+        self, queue_name: str, names: Iterable[str], cutoff: datetime.datetime
+    ) -> int:
+        """Delete finished rows of `names` whose tombstone ended before `cutoff`."""
+        return (
+            self.tasks()
+            .filter(
+                queue_name=queue_name,
+                name__in=list(names),
+                state__in=(TaskState.SUCCEEDED, TaskState.FAILED, TaskState.DELETED),
+                finished_at__lt=cutoff,
+            )
+            .delete()[0]
+        )
+
+    # -- pull -----------------------------------------------------------------------------
+
+    def lease(
+        self,
+        queue_name: str,
+        now: datetime.datetime,
+        lease_until: datetime.datetime,
+        max_tasks: int,
+        may_lease: Callable[[dict[str, Any]], bool],
+        tag: Any = ANY_TAG,
+        group_by_tag: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Lease up to `max_tasks` due tasks; return their rows as they are after the lease.
+
+        `may_lease(row)` says whether a task's retry limit allows one more lease; a task that
+        may not is moved to FAILED instead (App Engine drops it; we keep it visible).
+        """
+        with transaction.atomic(using=self.alias):
+            self.lock_for_claim()
+            due = self.tasks().filter(queue_name=queue_name, state=TaskState.QUEUED, eta__lte=now)
+            # A paused queue leases nothing; the flag is read in the same statement.
+            due = due.exclude(
+                queue_name__in=QueueState.objects.using(self.alias)
+                .filter(name=queue_name, paused=True)
+                .values("name")
+            )
+            if group_by_tag and tag is None:
+                # App Engine: the oldest task decides; its tag, or only untagged tasks.
+                first = list(
+                    due.order_by("eta")
+                    .select_for_update(skip_locked=True)
+                    .values_list("tag", flat=True)[:1]
+                )
+                if not first:
+                    return []
+                tag = first[0]
+                if tag is None:
+                    head = due.order_by("eta").select_for_update(skip_locked=True)
+                    rows = [
+                        r
+                        for r in head.values(*LEASE_COLUMNS, "tag")[:max_tasks]
+                        if r["tag"] is None
+                    ]
+                    return self._own(rows, now, lease_until, may_lease)
+            if tag is not ANY_TAG:
+                due = due.filter(tag__isnull=True) if tag is None else due.filter(tag=tag)
+                ordered = due.order_by("eta")
+            else:
+                ordered = due.order_by("-priority", "eta")
+            rows = list(
+                ordered.select_for_update(skip_locked=True).values(*LEASE_COLUMNS)[:max_tasks]
+            )
+            return self._own(rows, now, lease_until, may_lease)
+
+    def _own(self, rows, now, lease_until, may_lease) -> list[dict[str, Any]]:
+        leased, exhausted = [], []
+        for row in rows:
+            (leased if may_lease(row) else exhausted).append(row)
+        if exhausted:
+            self.tasks().filter(id__in=[r["id"] for r in exhausted]).update(
+                state=TaskState.FAILED,
+                finished_at=now,
+                last_retry_reason="lease limit reached",
+            )
+        if leased:
+            self.tasks().filter(id__in=[r["id"] for r in leased]).update(
+                eta=lease_until,
+                retry_count=F("retry_count") + 1,
+                leased_at=now,
+                first_attempt_at=Coalesce("first_attempt_at", now),
+            )
+        for row in leased:
+            row["eta"] = lease_until
+            row["retry_count"] += 1
+        leased.sort(key=lambda r: r["eta"])
+        return leased
+
+    def modify_lease(
+        self,
+        queue_name: str,
+        name: str,
+        held_eta: datetime.datetime,
+        new_eta: datetime.datetime,
+        now: datetime.datetime,
+    ) -> bool:
+        """Move the lease `held_eta` of a task to `new_eta` if it is still current and live."""
+        return bool(
+            self.tasks()
+            .filter(
+                queue_name=queue_name,
+                name=name,
+                state=TaskState.QUEUED,
+                method="PULL",
+                eta=held_eta,
+                eta__gte=now,
+            )
+            .update(eta=new_eta)
+        )
+
+    # -- delete ---------------------------------------------------------------------------
+
+    def delete_by_names(
+        self, queue_name: str, names: Sequence[str], now: datetime.datetime
+    ) -> set[str]:
+        """Tombstone the live tasks among `names`; return the names that were live."""
+        with transaction.atomic(using=self.alias):
+            rows = list(
+                self.tasks()
+                .filter(queue_name=queue_name, name__in=names, state__in=_LIVE)
+                .select_for_update()
+                .values_list("id", "name")
+            )
+            if rows:
+                self.tasks().filter(id__in=[r[0] for r in rows]).update(
+                    state=TaskState.DELETED, finished_at=now
+                )
+        return {r[1] for r in rows}
+
+    def purge(self, queue_name: str, now: datetime.datetime) -> int:
+        """Tombstone every live task of the queue; return how many."""
+        return (
+            self.tasks()
+            .filter(Q(queue_name=queue_name) & Q(state__in=_LIVE))
+            .update(state=TaskState.DELETED, finished_at=now)
+        )
+
+
+_LIVE = (TaskState.QUEUED, TaskState.RUNNING)

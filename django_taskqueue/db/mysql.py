@@ -1,0 +1,31 @@
+"""MySQL and MariaDB: conflicts skipped with INSERT IGNORE; SKIP LOCKED claims."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .base import Operations, TaskRow
+
+
+class MySQLOperations(Operations):
+    def insert(self, rows: Sequence[TaskRow], notify: bool) -> set[str]:
+        # Only unique-key conflicts can be ignored here: every other value was validated by
+        # the Task constructor, so IGNORE cannot hide a truncation.
+        if self.connection.mysql_is_mariadb:
+            # MariaDB returns exactly the rows that went in.
+            params = [p for row in self.prepared_rows(rows) for p in row]
+            sql = "INSERT IGNORE" + self.insert_sql(len(rows))[len("INSERT") :] + " RETURNING name"
+            with self.connection.cursor() as cursor:
+                cursor.execute(sql, params)
+                return {r[0] for r in cursor.fetchall()}
+        # MySQL has no RETURNING: rows go in one by one, each row count telling whether its
+        # name was free. (MariaDB, the MySQL-family database the suite runs on, takes the
+        # one-statement path above.)
+        inserted: set[str] = set()
+        sql_one = "INSERT IGNORE" + self.insert_sql(1)[len("INSERT") :]
+        with self.connection.cursor() as cursor:
+            for row, params in zip(rows, self.prepared_rows(rows), strict=True):
+                cursor.execute(sql_one, params)
+                if cursor.rowcount == 1:
+                    inserted.add(row.name)
+        return inserted

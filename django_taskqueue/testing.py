@@ -1,0 +1,51 @@
+"""Helpers for users' tests, in the manner of App Engine's testbed stub."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from .conf import taskqueue_settings
+from .models import TaskRecord, TaskState
+from .taskqueue import Task
+
+_COLUMNS = (
+    "queue_name",
+    "name",
+    "method",
+    "url",
+    "headers",
+    "payload",
+    "tag",
+    "target",
+    "eta",
+    "retry_count",
+    "execution_count",
+    "retry_options",
+    "priority",
+)
+
+
+def get_filtered_tasks(
+    url: str | None = None,
+    name: str | None = None,
+    queue_names: str | Iterable[str] | None = None,
+) -> list[Task]:
+    """Return the live tasks (waiting, leased or running) that match every filter given.
+
+    `url` matches a push task's full url (its queue's default url included); `queue_names`
+    is a name or a list of names. Tasks come in ETA order.
+    """
+    rows = TaskRecord.objects.using(taskqueue_settings.DATABASE).filter(
+        state__in=(TaskState.QUEUED, TaskState.RUNNING)
+    )
+    if url is not None:
+        rows = rows.filter(url=url)
+    if name is not None:
+        rows = rows.filter(name=name)
+    if queue_names is not None:
+        names = [queue_names] if isinstance(queue_names, str) else list(queue_names)
+        rows = rows.filter(queue_name__in=names)
+    return [
+        Task._restore(row["queue_name"], row)
+        for row in rows.order_by("eta", "id").values(*_COLUMNS)
+    ]

@@ -1,0 +1,99 @@
+"""Fixtures for the whole suite: a frozen clock, and the environment of worker subprocesses."""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import pytest
+from django.db import connections
+
+from django_taskqueue import clock
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# Where frozen_clock starts: a fixed instant, so failures reproduce.
+FROZEN_AT = datetime.datetime(2025, 1, 15, 12, 0, tzinfo=datetime.UTC)
+
+
+class FrozenClock:
+    """A handle on django_taskqueue.clock while a test keeps it frozen."""
+
+    def __init__(self, at: datetime.datetime) -> None:
+        self.set(at)
+
+    def now(self) -> datetime.datetime:
+        """Return the frozen time (aware, UTC)."""
+        return clock.now()
+
+    def set(self, at: datetime.datetime) -> None:
+        """Freeze the clock at `at` (aware)."""
+        clock.freeze(at)
+
+    def advance(self, seconds: float | datetime.timedelta) -> datetime.datetime:
+        """Move the clock forward and return the new time."""
+        if isinstance(seconds, datetime.timedelta):
+            seconds = seconds.total_seconds()
+        return clock.advance(seconds)
+
+
+@pytest.fixture
+def frozen_clock() -> Iterator[FrozenClock]:
+    """Freeze django_taskqueue.clock at FROZEN_AT for the test; always unfreeze afterwards."""
+    frozen = FrozenClock(FROZEN_AT)
+    try:
+        yield frozen
+    finally:
+        clock.freeze(None)
+
+
+_URL_SCHEMES = {
+    "sqlite3": "sqlite",
+    "spatialite": "spatialite",
+    "postgresql": "postgres",
+    "postgis": "postgis",
+    "mysql": "mysql",
+}
+
+
+def child_database_url(settings_dict: dict[str, Any]) -> str:
+    """Return a DATABASE_URL naming the database `settings_dict` points at now (the test one)."""
+    engine = settings_dict["ENGINE"].rsplit(".", 1)[-1]
+    name = str(settings_dict["NAME"])
+    if engine in ("sqlite3", "spatialite"):
+        if name == ":memory:" or "mode=memory" in name:
+            pytest.fail("Subprocesses cannot share an in-memory SQLite database: use a file.")
+        return f"{_URL_SCHEMES[engine]}:///{Path(name).resolve()}"
+    # Keep the parent's URL (credentials, host, query options) and swap in the test database.
+    parent_url = os.environ.get("DATABASE_URL")
+    if parent_url:
+        return urlunsplit(urlsplit(parent_url)._replace(path="/" + quote(name)))
+    user = quote(settings_dict.get("USER") or "", safe="")
+    password = quote(settings_dict.get("PASSWORD") or "", safe="")
+    userinfo = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
+    host = settings_dict.get("HOST") or ""
+    return f"{_URL_SCHEMES[engine]}://{userinfo}{host}{port}/{quote(name)}"
+
+
+@pytest.fixture
+def child_env(transactional_db: None) -> dict[str, str]:
+    """Return os.environ for a subprocess that must use this test's database.
+
+    DATABASE_URL names the test database (for SQLite, its file), DJANGO_SETTINGS_MODULE is
+    tests.settings and the repository is on PYTHONPATH, so `python -m django ...` or
+    `manage.py ...` in a child sees what the test committed. The test runs with
+    transactional_db: data inside an open test transaction would be invisible to a child.
+    """
+    env = os.environ.copy()
+    env["DATABASE_URL"] = child_database_url(connections["default"].settings_dict)
+    env["DJANGO_SETTINGS_MODULE"] = "tests.settings"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["PYTHONUNBUFFERED"] = "1"
+    # The child's DATABASE_URL already names the test database; it creates no test database.
+    env.pop("TEST_DATABASE_NAME", None)
+    return env

@@ -1,0 +1,237 @@
+"""Adding tasks: names, tombstones, batches, modes and transactions, on every database."""
+
+import datetime
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.db import transaction
+
+from django_taskqueue import taskqueue
+from django_taskqueue.models import TaskRecord, TaskState
+from django_taskqueue.taskqueue import Queue, Task
+from django_taskqueue.testing import get_filtered_tasks
+
+from .conftest import FROZEN_AT
+
+pytestmark = pytest.mark.django_db
+
+
+def test_add_returns_the_task_with_a_random_name(frozen_clock):
+    task = taskqueue.add(url="/work", params={"a": "1"})
+    assert task.was_enqueued
+    assert task.queue_name == "default"
+    assert len(task.name) == 32
+    other = taskqueue.add(url="/work")
+    assert other.name != task.name
+    row = TaskRecord.objects.get(name=task.name)
+    assert row.state == TaskState.QUEUED
+    assert row.url == "/work"
+    assert bytes(row.payload) == b"a=1"
+    assert row.eta == FROZEN_AT
+    assert row.enqueued_at == FROZEN_AT
+
+
+def test_module_add_takes_queue_name_and_task_arguments():
+    task = taskqueue.add(queue_name="fast", url="/x", name="explicit", countdown=5)
+    assert (task.queue_name, task.name) == ("fast", "explicit")
+
+
+def test_default_url_is_the_queue_path():
+    Queue("fast").add(Task(method="GET", params={"a": "b"}))
+    [task] = get_filtered_tasks(queue_names="fast")
+    assert task.url == "/_ah/queue/fast?a=b"
+    assert [t.name for t in get_filtered_tasks(url="/_ah/queue/fast?a=b")] == [task.name]
+
+
+def test_headers_and_retry_options_are_stored():
+    options = taskqueue.TaskRetryOptions(task_retry_limit=3, min_backoff_seconds=2)
+    taskqueue.add(url="/x", name="h", headers={"X-Custom": ["a", "b"]}, retry_options=options)
+    [task] = get_filtered_tasks(name="h")
+    assert task.headers == {"X-Custom": ["a", "b"]}
+    assert task.retry_options == options
+
+
+def test_unknown_queue():
+    with pytest.raises(taskqueue.UnknownQueueError):
+        Queue("no-such-queue").add(Task())
+    with pytest.raises(taskqueue.UnknownQueueError):
+        Queue("no-such-queue").purge()
+    with pytest.raises(taskqueue.UnknownQueueError):
+        Queue("no-such-queue").fetch_statistics()
+
+
+def test_push_task_into_pull_queue_and_back():
+    with pytest.raises(taskqueue.InvalidQueueModeError):
+        Queue("pull-queue").add(Task(b"x"))
+    with pytest.raises(taskqueue.InvalidQueueModeError):
+        Queue("default").add(Task(b"x", method="PULL"))
+
+
+def test_pull_task_needs_a_payload():
+    with pytest.raises(taskqueue.BadTaskStateError):
+        Queue("pull-queue").add(Task(method="PULL"))
+
+
+def test_unknown_target():
+    with pytest.raises(taskqueue.InvalidTaskError):
+        taskqueue.add(url="/x", target="nowhere")
+
+
+class TestNames:
+    def test_live_name_exists(self):
+        taskqueue.add(url="/x", name="once")
+        with pytest.raises(taskqueue.TaskAlreadyExistsError):
+            taskqueue.add(url="/x", name="once")
+
+    def test_same_name_in_another_queue(self):
+        taskqueue.add(url="/x", name="shared")
+        assert taskqueue.add(url="/x", name="shared", queue_name="fast").was_enqueued
+
+    def test_deleted_name_is_tombstoned_until_it_expires(self, frozen_clock, settings):
+        queue = Queue("default")
+        queue.add(Task(url="/x", name="ghost"))
+        queue.delete_tasks_by_name("ghost")
+        with pytest.raises(taskqueue.TombstonedTaskError):
+            queue.add(Task(url="/x", name="ghost"))
+        frozen_clock.advance(9 * 86400 - 1)
+        with pytest.raises(taskqueue.TombstonedTaskError):
+            queue.add(Task(url="/x", name="ghost"))
+        frozen_clock.advance(2)
+        assert queue.add(Task(url="/x", name="ghost")).was_enqueued
+        assert TaskRecord.objects.filter(name="ghost").count() == 1
+
+    def test_tombstone_seconds_setting(self, frozen_clock, settings):
+        settings.TASKQUEUE = {**settings.TASKQUEUE, "TOMBSTONE_SECONDS": 60}
+        taskqueue.add(url="/x", name="short")
+        Queue().delete_tasks_by_name("short")
+        frozen_clock.advance(61)
+        assert taskqueue.add(url="/x", name="short").was_enqueued
+
+    def test_purge_tombstones(self):
+        taskqueue.add(url="/x", name="purged")
+        Queue().purge()
+        with pytest.raises(taskqueue.TombstonedTaskError):
+            taskqueue.add(url="/x", name="purged")
+
+    def test_finished_and_failed_names_are_tombstoned(self, frozen_clock):
+        for state in (TaskState.SUCCEEDED, TaskState.FAILED):
+            task = taskqueue.add(url="/x", name=f"n-{state}")
+            TaskRecord.objects.filter(name=task.name).update(state=state, finished_at=FROZEN_AT)
+            with pytest.raises(taskqueue.TombstonedTaskError):
+                taskqueue.add(url="/x", name=f"n-{state}")
+
+
+class TestBatch:
+    def test_up_to_100(self):
+        tasks = Queue().add([Task(url=f"/t{i}") for i in range(100)])
+        assert all(t.was_enqueued for t in tasks)
+        assert TaskRecord.objects.count() == 100
+
+    def test_too_many(self):
+        with pytest.raises(taskqueue.TooManyTasksError):
+            Queue().add([Task() for _ in range(101)])
+        assert TaskRecord.objects.count() == 0
+
+    def test_duplicate_names_in_one_batch(self):
+        with pytest.raises(taskqueue.DuplicateTaskNameError):
+            Queue().add([Task(name="dup"), Task(name="dup")])
+        assert TaskRecord.objects.count() == 0
+
+    def test_already_added_task(self):
+        task = taskqueue.add(url="/x")
+        with pytest.raises(taskqueue.BadTaskStateError):
+            Queue().add(task)
+
+    def test_mixed_push_and_pull(self):
+        with pytest.raises(taskqueue.InvalidTaskError):
+            Queue("pull-queue").add([Task(b"a", method="PULL"), Task(b"b")])
+
+    def test_empty(self):
+        assert Queue().add([]) == []
+
+    def test_partial_success(self):
+        taskqueue.add(url="/x", name="taken")
+        Queue().delete_tasks_by_name(taskqueue.add(url="/x", name="gone").name)
+        batch = [Task(name="new-1"), Task(name="taken"), Task(), Task(name="gone")]
+        with pytest.raises(taskqueue.TaskAlreadyExistsError):
+            Queue().add(batch)
+        # Every other task went in, as App Engine's batch add promises.
+        assert [t.was_enqueued for t in batch] == [True, False, True, False]
+        assert TaskRecord.objects.filter(state=TaskState.QUEUED).count() == 3
+
+    def test_first_error_in_order(self):
+        Queue().delete_tasks_by_name(taskqueue.add(url="/x", name="gone").name)
+        taskqueue.add(url="/x", name="taken")
+        with pytest.raises(taskqueue.TombstonedTaskError):
+            Queue().add([Task(name="gone"), Task(name="taken")])
+
+
+class TestTransactions:
+    def test_rollback_removes_the_task(self):
+        with pytest.raises(RuntimeError):
+            with transaction.atomic():
+                taskqueue.add(url="/x", name="rolled-back", transactional=True)
+                assert TaskRecord.objects.filter(name="rolled-back").exists()
+                raise RuntimeError
+        assert not TaskRecord.objects.filter(name="rolled-back").exists()
+        # The name was never used: no tombstone.
+        assert taskqueue.add(url="/x", name="rolled-back").was_enqueued
+
+    def test_plain_add_inside_atomic_is_part_of_it(self):
+        with pytest.raises(RuntimeError):
+            with transaction.atomic():
+                taskqueue.add(url="/x")
+                raise RuntimeError
+        assert TaskRecord.objects.count() == 0
+
+    @pytest.mark.django_db(transaction=True)
+    def test_transactional_outside_a_transaction(self):
+        with pytest.raises(taskqueue.BadTransactionStateError):
+            taskqueue.add(url="/x", transactional=True)
+
+    def test_conflict_inside_a_transaction_keeps_it_usable(self):
+        taskqueue.add(url="/x", name="taken")
+        with transaction.atomic():
+            with pytest.raises(taskqueue.TaskAlreadyExistsError):
+                taskqueue.add(url="/x", name="taken")
+            taskqueue.add(url="/x", name="after")
+        assert TaskRecord.objects.filter(name="after").exists()
+
+
+class TestAsync:
+    def test_add_async(self):
+        rpc = Queue().add_async(Task(url="/x", name="a1"))
+        assert rpc.get_result().was_enqueued
+
+    def test_add_async_error_on_get_result(self):
+        taskqueue.add(url="/x", name="a2")
+        rpc = Queue().add_async(Task(url="/x", name="a2"))
+        with pytest.raises(taskqueue.TaskAlreadyExistsError):
+            rpc.get_result()
+
+    def test_callback(self):
+        calls = []
+        rpc = taskqueue.create_rpc(callback=lambda: calls.append(1))
+        Task(url="/x").add_async(rpc=rpc)
+        assert calls == [1]
+        assert rpc.get_result().was_enqueued
+
+
+@pytest.mark.django_db(transaction=True)
+def test_coroutine_twins():
+    async def scenario():
+        task = await taskqueue.aadd(url="/x", name="async-add")
+        assert task.was_enqueued
+        stats = await Queue().afetch_statistics()
+        assert stats.tasks == 1
+        [deleted] = await Queue().adelete_tasks_by_name(["async-add"])
+        assert deleted.was_deleted
+
+    async_to_sync(scenario)()
+
+
+def test_eta_is_checked_again_at_add(frozen_clock):
+    task = Task(countdown=30 * 86400)
+    frozen_clock.set(FROZEN_AT - datetime.timedelta(seconds=10))
+    with pytest.raises(taskqueue.InvalidEtaError):
+        Queue().add(task)
