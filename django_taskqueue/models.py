@@ -72,6 +72,14 @@ class TaskRecord(models.Model):
     worker_id = models.CharField(max_length=64, null=True, blank=True)  # noqa: DJ001
     last_response_code = models.SmallIntegerField(null=True, blank=True)
     last_retry_reason = models.CharField(max_length=200, null=True, blank=True)  # noqa: DJ001
+    return_value = models.JSONField(
+        null=True, blank=True, help_text=_("What a callable task returned (JSON).")
+    )
+    errors = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=_("One entry per failed attempt: exception class path, traceback, time."),
+    )
     last_error = models.TextField(null=True, blank=True)  # noqa: DJ001
 
     objects = TaskRecordQuerySet.as_manager()

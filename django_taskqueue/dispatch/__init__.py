@@ -1,0 +1,1 @@
+"""Push dispatch: the worker, delivery, rate limiting and sweeps."""

@@ -1,0 +1,62 @@
+"""Direct calls: push tasks the worker runs as Python calls instead of HTTP requests.
+
+A module that owns a url (the `deferred` library owns `/_ah/queue/deferred`) registers a
+handler for its path. The worker runs a due task whose url path has a handler by calling the
+handler with a `DirectCall`, with the same leases, retries, deadlines, rate limits and
+statistics as an HTTP task, but without the request/response round trip.
+
+A handler's outcome: returning is success (its JSON-serializable return value is kept as the
+task's `return_value`); raising `PermanentTaskFailure` fails the task for good with no retry;
+raising `SingularTaskFailure` retries it without logging an error (App Engine's 408); any other
+exception is a failure retried by the retry policy, its traceback recorded.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class PermanentTaskFailure(Exception):
+    """The task failed and must not be retried."""
+
+
+class SingularTaskFailure(Exception):
+    """The task failed this once: retry it without reporting an error."""
+
+
+@dataclass(frozen=True)
+class DirectCall:
+    """What a direct handler receives about the task it runs."""
+
+    queue_name: str
+    task_name: str
+    task_id: int
+    url: str
+    payload: bytes | None
+    headers: dict[str, str] = field(default_factory=dict)
+    retry_count: int = 0
+    execution_count: int = 0
+    eta: datetime.datetime | None = None
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first attempt, 2 on the first retry, ..."""
+        return self.execution_count + 1
+
+
+DirectHandler = Callable[[DirectCall], Any]
+
+_handlers: dict[str, DirectHandler] = {}
+
+
+def register(path: str, handler: DirectHandler) -> None:
+    """Run tasks whose url path is `path` by calling `handler` in the worker."""
+    _handlers[path] = handler
+
+
+def resolve(url: str) -> DirectHandler | None:
+    """Return the handler for a task url (its query ignored), or None for HTTP delivery."""
+    return _handlers.get(url.partition("?")[0])
