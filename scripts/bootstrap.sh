@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Create .venv (Python 3.11+) if missing and install the project with its dev extra into it.
+# Quick when nothing changed: pip runs only when pyproject.toml (or the interpreter) changed.
+# Used by scripts/test.sh, scripts/demo.sh and .ci/run; `bash scripts/bootstrap.sh` works alone.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+venv=.venv
+stamp="$venv/.django-taskqueue-install"
+
+find_python() {
+    local candidate
+    for candidate in "${PYTHON:-}" python3 python3.13 python3.12 python3.11 python; do
+        [[ -n "$candidate" ]] || continue
+        if command -v "$candidate" >/dev/null 2>&1 &&
+            "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' >/dev/null 2>&1; then
+            printf '%s\n' "$candidate"
+            return 0
+        fi
+    done
+    return 1
+}
+
+if [[ -e "$venv" ]] && ! "$venv/bin/python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    >/dev/null 2>&1; then
+    echo "bootstrap: $venv is broken or older than Python 3.11; recreating it" >&2
+    rm -rf "$venv"
+fi
+
+if [[ ! -e "$venv" ]]; then
+    if ! python=$(find_python); then
+        echo "bootstrap: Python 3.11 or newer is needed (set PYTHON=/path/to/python3.x)" >&2
+        exit 1
+    fi
+    echo "bootstrap: creating $venv with $python"
+    "$python" -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+fi
+
+# What the install depends on: the project metadata, this checkout's path, the interpreter.
+wanted=$("$venv/bin/python" - <<'PY'
+import hashlib, os, sys
+digest = hashlib.sha256(open("pyproject.toml", "rb").read())
+digest.update(os.getcwd().encode())
+digest.update(sys.version.encode())
+print(digest.hexdigest())
+PY
+)
+
+if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
+    echo "bootstrap: installing -e '.[dev]' into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+    printf '%s\n' "$wanted" >"$stamp"
+fi
