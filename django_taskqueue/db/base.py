@@ -30,6 +30,7 @@ INSERT_COLUMNS = (
     "execution_count",
     "retry_options",
     "enqueued_at",
+    "errors",
 )
 
 #: Columns a lease reads to build the returned `Task` objects.
@@ -68,7 +69,7 @@ class TaskRow:
     state: str = TaskState.QUEUED
     retry_count: int = 0
     execution_count: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    errors: list[Any] = field(default_factory=list)
 
     def values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, column) for column in INSERT_COLUMNS)
@@ -79,9 +80,6 @@ class Operations:
 
     Subclasses replace a verb with vendor SQL where one statement can do the work of several.
     """
-
-    #: Statements a lease spends besides the SELECT and the UPDATE (for query-count tests).
-    extra_lease_queries = 0
 
     def __init__(self, alias: str):
         self.alias = alias

@@ -10,8 +10,6 @@ from .base import Operations, TaskRow
 
 
 class SQLiteOperations(Operations):
-    extra_lease_queries = 1
-
     def insert(self, rows: Sequence[TaskRow], notify: bool) -> set[str]:
         params = [p for row in self.prepared_rows(rows) for p in row]
         sql = (

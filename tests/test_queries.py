@@ -1,0 +1,62 @@
+"""Round trips of the hot paths, pinned: a batch is a few statements, never one per task."""
+
+import pytest
+from django.db import connection
+
+from django_taskqueue.taskqueue import Queue, Task
+
+# Without an outer test transaction, so savepoints do not count as statements.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def pull_tasks(count, prefix="t"):
+    return [Task(b"x", method="PULL", name=f"{prefix}{i}") for i in range(count)]
+
+
+def fill_pull_queue(count):
+    queue = Queue("pull-queue")
+    for start in range(0, count, 100):
+        queue.add(pull_tasks(100, prefix=f"b{start}-"))
+    return queue
+
+
+def test_add_one_task_is_one_statement(django_assert_num_queries):
+    with django_assert_num_queries(1):
+        Queue().add(Task(url="/x"))
+    with django_assert_num_queries(1):
+        Queue().add(Task(url="/x", name="named"))
+
+
+def test_add_100_tasks_is_one_statement(django_assert_num_queries):
+    with django_assert_num_queries(1):
+        Queue().add([Task(url=f"/x{i}") for i in range(100)])
+    with django_assert_num_queries(1):
+        Queue("pull-queue").add(pull_tasks(100))
+
+
+def test_lease_1000_tasks(django_assert_num_queries):
+    queue = fill_pull_queue(1000)
+    # One locking SELECT and one UPDATE; SQLite first takes the write lock with an empty
+    # UPDATE; the transaction's BEGIN and COMMIT are statements of their own.
+    expected = {"postgresql": 4, "sqlite": 5, "mysql": 4}[connection.vendor]
+    with django_assert_num_queries(expected):
+        tasks = queue.lease_tasks(60, 1000)
+    assert len(tasks) == 1000
+
+
+def test_delete_1000_tasks(django_assert_num_queries):
+    queue = fill_pull_queue(1000)
+    tasks = queue.lease_tasks(60, 1000)
+    # PostgreSQL and SQLite: one UPDATE ... RETURNING. MySQL has no UPDATE ... RETURNING: a
+    # locking SELECT names the live rows first, in a transaction (BEGIN and COMMIT count).
+    expected = 4 if connection.vendor == "mysql" else 1
+    with django_assert_num_queries(expected):
+        queue.delete_tasks(tasks)
+    assert all(task.was_deleted for task in tasks)
+
+
+def test_conflicting_name_costs_one_lookup(django_assert_num_queries):
+    Queue().add(Task(url="/x", name="taken"))
+    with django_assert_num_queries(2):
+        with pytest.raises(Exception, match="already exists"):
+            Queue().add(Task(url="/x", name="taken"))
