@@ -53,6 +53,14 @@ elif _vendor == "mysql":
 if os.environ.get("TEST_DATABASE_NAME"):
     _db.setdefault("TEST", {})["NAME"] = os.environ["TEST_DATABASE_NAME"]
 
+# A second database, for adds made inside a transaction on another alias than the queue's:
+# the task rides on that transaction's commit.
+DATABASES["other"] = {
+    "ENGINE": "django.db.backends.sqlite3",
+    "NAME": str(_SQLITE_DIR / "django_taskqueue_other.sqlite3"),
+    "TEST": {"NAME": str(_SQLITE_DIR / f"test_django_taskqueue_other_{os.getpid()}.sqlite3")},
+}
+
 SECRET_KEY = "django-taskqueue-tests-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]

@@ -235,3 +235,34 @@ def test_eta_is_checked_again_at_add(frozen_clock):
     frozen_clock.set(FROZEN_AT - datetime.timedelta(seconds=10))
     with pytest.raises(taskqueue.InvalidEtaError):
         Queue().add(task)
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "other"])
+class TestTransactionOnAnotherDatabase:
+    """The caller's transaction is on `other`; the queue lives on `default`."""
+
+    def test_the_task_is_written_when_that_transaction_commits(self):
+        with transaction.atomic(using="other"):
+            task = taskqueue.add(url="/x", transactional=True)
+            assert task.was_enqueued
+            assert not TaskRecord.objects.filter(name=task.name).exists()
+        assert TaskRecord.objects.filter(name=task.name).exists()
+
+    def test_rollback_means_it_is_never_written(self):
+        with pytest.raises(RuntimeError):
+            with transaction.atomic(using="other"):
+                taskqueue.add(url="/x", transactional=True)
+                raise RuntimeError
+        assert not TaskRecord.objects.exists()
+
+    def test_named_tasks_cannot_ride_on_another_database(self):
+        with transaction.atomic(using="other"):
+            with pytest.raises(taskqueue.InvalidTaskNameError):
+                taskqueue.add(url="/x", name="n", transactional=True)
+
+    def test_non_transactional_add_is_immediate(self):
+        with pytest.raises(RuntimeError):
+            with transaction.atomic(using="other"):
+                taskqueue.add(url="/x", name="now")
+                raise RuntimeError
+        assert TaskRecord.objects.filter(name="now").exists()
