@@ -46,6 +46,22 @@ class TaskRecordQuerySet(models.QuerySet):
     def of_queue(self, queue_name: str):
         return self.filter(queue_name=queue_name)
 
+    def run_now(self, now) -> int:
+        """Make waiting tasks due at `now`; return how many."""
+        return self.filter(state=TaskState.QUEUED).update(eta=now)
+
+    def retry(self, now) -> int:
+        """Queue failed tasks again from a fresh start (counts and age limit reset)."""
+        return self.filter(state=TaskState.FAILED).update(
+            state=TaskState.QUEUED,
+            eta=now,
+            finished_at=None,
+            retry_count=0,
+            execution_count=0,
+            first_attempt_at=None,
+            worker_id=None,
+        )
+
 
 class TaskRecord(models.Model):
     """One task, from its add until its tombstone is pruned."""

@@ -1,0 +1,293 @@
+"""The admin dashboard: queues with live statistics and actions, tasks with their details.
+
+Read-mostly: nothing is edited in a form. Every change is an action that calls the public
+API (`Queue.pause`, `purge`, `delete_tasks_by_name`) or a state transition of the task rows.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections import defaultdict
+
+from django.contrib import admin, messages
+from django.db.models import Count, IntegerField, Min, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from . import clock
+from .conf import taskqueue_settings
+from .models import QueueState, TaskRecord, TaskState
+from .queues import all_queue_configs
+from .taskqueue import Queue
+
+_PREVIEW_BYTES = 4096
+
+
+def _count(**filters):
+    """A correlated COUNT of the task rows of the outer queue matching `filters`."""
+    rows = (
+        TaskRecord.objects.filter(queue_name=OuterRef("name"), **filters)
+        .order_by()
+        .values("queue_name")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
+
+
+@admin.register(QueueState)
+class QueueAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "mode",
+        "rate",
+        "waiting",
+        "oldest_eta",
+        "running_or_leased",
+        "executed_last_minute",
+        "executed_last_hour",
+        "failed_last_minute",
+        "failed_last_hour",
+        "enforced_rate_display",
+        "is_paused",
+    )
+    actions = ("pause", "resume", "purge", "run_now", "retry_failed")
+    readonly_fields = ("name", "paused", "tokens", "tokens_at", "enforced_rate", "updated_at")
+    ordering = ("name",)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return obj is None and super().has_change_permission(request)
+
+    def get_queryset(self, request):
+        configs = all_queue_configs()
+        # Queues come from configuration; their runtime rows are made when first shown.
+        QueueState.objects.using(taskqueue_settings.DATABASE).bulk_create(
+            [QueueState(name=name) for name in configs], ignore_conflicts=True
+        )
+        now = clock.now()
+        minute = now - datetime.timedelta(minutes=1)
+        hour = now - datetime.timedelta(hours=1)
+        oldest = (
+            TaskRecord.objects.filter(queue_name=OuterRef("name"), state=TaskState.QUEUED)
+            .order_by()
+            .values("queue_name")
+            .annotate(m=Min("eta"))
+            .values("m")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .using(taskqueue_settings.DATABASE)
+            .filter(name__in=list(configs))
+            .annotate(
+                waiting=_count(state=TaskState.QUEUED, eta__lte=now),
+                oldest=Subquery(oldest),
+                running=_count(state=TaskState.RUNNING),
+                leased=_count(
+                    state=TaskState.QUEUED, method="PULL", eta__gt=now, leased_at__isnull=False
+                ),
+                last_minute=_count(leased_at__gte=minute),
+                last_hour=_count(leased_at__gte=hour),
+                failed_minute=_count(state=TaskState.FAILED, finished_at__gte=minute),
+                failed_hour=_count(state=TaskState.FAILED, finished_at__gte=hour),
+            )
+        )
+
+    def _config(self, obj):
+        return all_queue_configs().get(obj.name)
+
+    @admin.display(description=_("mode"))
+    def mode(self, obj):
+        config = self._config(obj)
+        return config.mode if config else "-"
+
+    @admin.display(description=_("rate"))
+    def rate(self, obj):
+        config = self._config(obj)
+        if not config or config.is_pull:
+            return "-"
+        return f"{config.rate_text}, bucket {config.bucket_size}"
+
+    @admin.display(description=_("waiting"), ordering="waiting")
+    def waiting(self, obj):
+        return obj.waiting
+
+    @admin.display(description=_("oldest ETA"), ordering="oldest")
+    def oldest_eta(self, obj):
+        return obj.oldest
+
+    @admin.display(description=_("running/leased"))
+    def running_or_leased(self, obj):
+        return obj.running + obj.leased
+
+    @admin.display(description=_("run 1 min"))
+    def executed_last_minute(self, obj):
+        return obj.last_minute
+
+    @admin.display(description=_("run 1 h"))
+    def executed_last_hour(self, obj):
+        return obj.last_hour
+
+    @admin.display(description=_("failed 1 min"))
+    def failed_last_minute(self, obj):
+        return obj.failed_minute
+
+    @admin.display(description=_("failed 1 h"))
+    def failed_last_hour(self, obj):
+        return obj.failed_hour
+
+    @admin.display(description=_("enforced rate"))
+    def enforced_rate_display(self, obj):
+        return "-" if obj.enforced_rate is None else f"{obj.enforced_rate:.2f}/s"
+
+    @admin.display(description=_("paused"), boolean=True)
+    def is_paused(self, obj):
+        config = self._config(obj)
+        return bool(obj.paused or (config and config.paused_by_config))
+
+    @admin.action(description=_("Pause selected queues"), permissions=["change"])
+    def pause(self, request, queryset):
+        for state in queryset:
+            Queue(state.name).pause()
+        self.message_user(request, _("Paused %d queue(s).") % len(queryset))
+
+    @admin.action(description=_("Resume selected queues"), permissions=["change"])
+    def resume(self, request, queryset):
+        for state in queryset:
+            Queue(state.name).resume()
+        self.message_user(request, _("Resumed %d queue(s).") % len(queryset))
+
+    @admin.action(
+        description=_("Purge selected queues (delete every task)"), permissions=["change"]
+    )
+    def purge(self, request, queryset):
+        for state in queryset:
+            Queue(state.name).purge()
+        self.message_user(request, _("Purged %d queue(s).") % len(queryset), messages.WARNING)
+
+    @admin.action(description=_("Run waiting tasks now"), permissions=["change"])
+    def run_now(self, request, queryset):
+        names = [state.name for state in queryset]
+        tasks = TaskRecord.objects.using(taskqueue_settings.DATABASE)
+        count = tasks.filter(queue_name__in=names).run_now(clock.now())
+        self.message_user(request, _("%d task(s) are due now.") % count)
+
+    @admin.action(description=_("Retry failed tasks"), permissions=["change"])
+    def retry_failed(self, request, queryset):
+        names = [state.name for state in queryset]
+        tasks = TaskRecord.objects.using(taskqueue_settings.DATABASE)
+        count = tasks.filter(queue_name__in=names).retry(clock.now())
+        self.message_user(request, _("%d failed task(s) queued again.") % count)
+
+
+@admin.register(TaskRecord)
+class TaskAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "queue_name",
+        "state",
+        "method",
+        "url",
+        "tag",
+        "eta",
+        "retry_count",
+        "execution_count",
+        "last_response_code",
+        "enqueued_at",
+    )
+    list_filter = ("state", "queue_name", "method")
+    search_fields = ("=name", "tag", "url")
+    date_hierarchy = "enqueued_at"
+    ordering = ("-enqueued_at",)
+    actions = ("run_now", "retry", "delete_tasks")
+    list_per_page = 100
+    show_full_result_count = False  # a COUNT(*) of the history table on every page is waste
+    fields = (
+        ("queue_name", "name", "state"),
+        ("method", "url", "target", "tag"),
+        ("eta", "priority", "retry_count", "execution_count"),
+        ("enqueued_at", "first_attempt_at", "leased_at", "finished_at"),
+        ("worker_id", "last_response_code", "last_retry_reason"),
+        "retry_options",
+        "headers_display",
+        "payload_display",
+        "return_value",
+        "last_error_display",
+        "errors_display",
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f for row in self.fields for f in (row if isinstance(row, tuple) else (row,))]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Deleting a row would free its name; the delete action tombstones it instead.
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # A task is viewed, never edited in a form; the list's actions need the permission.
+        return obj is None and super().has_change_permission(request)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).using(taskqueue_settings.DATABASE)
+
+    @admin.display(description=_("headers"))
+    def headers_display(self, obj):
+        return format_html("<pre>{}</pre>", "\n".join(f"{k}: {v}" for k, v in obj.headers))
+
+    @admin.display(description=_("payload"))
+    def payload_display(self, obj):
+        if obj.payload is None:
+            return "-"
+        data = bytes(obj.payload)
+        shown = data[:_PREVIEW_BYTES]
+        try:
+            text = shown.decode("utf-8")
+        except UnicodeDecodeError:
+            text = shown.hex(" ")
+        more = f"\n… {len(data) - len(shown)} more bytes" if len(data) > len(shown) else ""
+        return format_html("<pre>{}{}</pre>", text, more)
+
+    @admin.display(description=_("last error"))
+    def last_error_display(self, obj):
+        return format_html("<pre>{}</pre>", obj.last_error) if obj.last_error else "-"
+
+    @admin.display(description=_("errors of each failed attempt"))
+    def errors_display(self, obj):
+        if not obj.errors:
+            return "-"
+        return format_html("<pre>{}</pre>", json.dumps(obj.errors, indent=2, default=str))
+
+    @admin.action(description=_("Run selected tasks now"), permissions=["change"])
+    def run_now(self, request, queryset):
+        count = queryset.run_now(clock.now())
+        self.message_user(request, _("%d task(s) are due now.") % count)
+
+    @admin.action(description=_("Retry selected failed tasks"), permissions=["change"])
+    def retry(self, request, queryset):
+        count = queryset.retry(clock.now())
+        self.message_user(request, _("%d failed task(s) queued again.") % count)
+
+    @admin.action(
+        description=_("Delete selected tasks (names stay tombstoned)"), permissions=["change"]
+    )
+    def delete_tasks(self, request, queryset):
+        by_queue = defaultdict(list)
+        for queue_name, name in queryset.live().values_list("queue_name", "name"):
+            by_queue[queue_name].append(name)
+        deleted = 0
+        for queue_name, names in by_queue.items():
+            for start in range(0, len(names), 1000):
+                result = Queue(queue_name).delete_tasks_by_name(names[start : start + 1000])
+                deleted += sum(task.was_deleted for task in result)
+        self.message_user(request, _("Deleted %d task(s).") % deleted)
