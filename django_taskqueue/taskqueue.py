@@ -10,6 +10,7 @@ module does instead.
 from __future__ import annotations
 
 import datetime
+import functools
 import logging
 import math
 import re
@@ -19,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.db import connections, transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.utils import timezone
 
 from . import clock
@@ -648,6 +649,23 @@ def _check_max_tasks(max_tasks: Any) -> None:
         )
 
 
+def _transient_on_database_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Raise `TransientError` when the database fails in a way worth retrying.
+
+    Lock timeouts, a busy SQLite file, a lost connection: App Engine code already catches
+    `TransientError` around queue calls and backs off, which is the right answer here too.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            raise TransientError(f"The queue's database failed; try again: {exc}") from exc
+
+    return wrapper
+
+
 # -- queues ----------------------------------------------------------------------------------
 
 
@@ -695,6 +713,7 @@ class Queue:
 
     # -- add -------------------------------------------------------------------------------
 
+    @_transient_on_database_errors
     def add(self, task: Task | Iterable[Task], transactional: bool = False) -> Any:
         """Add a task or a list of up to 100 tasks; return what was given.
 
@@ -903,6 +922,7 @@ class Queue:
             lambda: self.lease_tasks_by_tag(lease_seconds, max_tasks, tag)
         )
 
+    @_transient_on_database_errors
     def _lease(
         self,
         lease_seconds: float,
@@ -937,6 +957,7 @@ class Queue:
         )
         return [Task._restore(self._name, {**row, "method": "PULL"}) for row in rows]
 
+    @_transient_on_database_errors
     def modify_task_lease(self, task: Task, lease_seconds: float) -> None:
         """Extend (or with 0, release) the lease `task.eta` on `task`; update `task.eta`.
 
@@ -966,6 +987,7 @@ class Queue:
 
     # -- delete ----------------------------------------------------------------------------
 
+    @_transient_on_database_errors
     def delete_tasks(self, task: Task | Iterable[Task]) -> Any:
         """Delete tasks by name; each task's `was_deleted` says whether it was live.
 
@@ -1012,6 +1034,7 @@ class Queue:
     ) -> UserRPC:
         return (rpc or UserRPC())._run(lambda: self.delete_tasks_by_name(task_name))
 
+    @_transient_on_database_errors
     def purge(self) -> None:
         """Delete every task of the queue; their names stay tombstoned.
 
@@ -1149,6 +1172,7 @@ class QueueStatistics:
         return (rpc or UserRPC())._run(lambda: cls.fetch(queue_or_queues))
 
     @classmethod
+    @_transient_on_database_errors
     def _fetch_one(cls, queue: Queue) -> QueueStatistics:
         from django.db.models import Count, Min, Q
 
