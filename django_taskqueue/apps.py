@@ -9,4 +9,6 @@ class TaskQueueConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401  (registers the system checks)
+        # checks registers the system checks; handlers, the direct handlers of the deferred
+        # library and of Django's Tasks framework.
+        from . import checks, handlers  # noqa: F401

@@ -18,12 +18,24 @@ Registered on import (`AppConfig.ready` imports this module). Ids are stable:
 * `django_taskqueue.E011` -- `DEFAULT_DEADLINE_SECONDS` or `POLL_INTERVAL_SECONDS` is not a
   positive number.
 * `django_taskqueue.E012` -- `ALLOW_PICKLE` is not a boolean.
+* `django_taskqueue.E013` -- `REST_LEASE_RATE` is not None or a rate such as "10/s", or
+  `REST_AUTHENTICATION_CLASSES` is not a list of importable dotted paths.
+* `django_taskqueue.E014` -- a worker duration (`SIGNATURE_MAX_AGE_SECONDS`,
+  `SUMMARY_INTERVAL_SECONDS`, `RESCUE_INTERVAL_SECONDS`, `PRUNE_INTERVAL_SECONDS`,
+  `LEASE_MARGIN_SECONDS`) is not a number of seconds in range.
+* `django_taskqueue.E015` -- `DELIVERY_HOST` is neither None nor a non-empty string.
+* `django_taskqueue.W016` -- `security.TaskHeaderMiddleware` is not in `MIDDLEWARE`: forged
+  `X-AppEngine-*` headers reach the views.
+* `django_taskqueue.E020`, `E021` -- reported by `backends.TaskQueueBackend.check()` (through
+  Django's Tasks framework): the app is not installed; a name in `TASKS[...]["QUEUES"]` is not a
+  push queue.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +43,7 @@ from urllib.parse import urlsplit
 from django.apps import AppConfig
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
+from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, SETTING_NAME, taskqueue_settings
 from .queues import QueueConfig, QueueConfigurationError, load_queue_yaml, parse_queue_definitions
@@ -246,6 +259,96 @@ def check_values(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) 
                 f"{SETTING_NAME}['ALLOW_PICKLE'] must be True or False.",
                 hint="Set it to False to accept only JSON-serializable deferred arguments.",
                 id=_ID + "E012",
+            )
+        )
+    return messages
+
+
+_REST_RATE_RE = re.compile(r"^[1-9][0-9]*/[smhd][a-z]*$")
+
+
+@register()
+def check_rest(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
+    """Check the REST API's lease rate and authentication classes (E013)."""
+    if _user_settings() is None:
+        return []
+    messages: list[CheckMessage] = []
+    rate = taskqueue_settings.REST_LEASE_RATE
+    if rate is not None and (not isinstance(rate, str) or not _REST_RATE_RE.fullmatch(rate)):
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['REST_LEASE_RATE'] must be None or a rate; got {rate!r}.",
+                hint='Write a count per second, minute, hour or day, e.g. "10/s" or "600/m", '
+                "or None for no limit.",
+                id=_ID + "E013",
+            )
+        )
+    classes = taskqueue_settings.REST_AUTHENTICATION_CLASSES
+    problem = None
+    if not isinstance(classes, list | tuple) or not all(isinstance(c, str) for c in classes):
+        problem = "must be a list of dotted paths"
+    else:
+        for path in classes:
+            try:
+                import_string(path)
+            except ImportError as e:
+                problem = f"names {path!r}, which cannot be imported ({e})"
+                break
+    if problem is not None:
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['REST_AUTHENTICATION_CLASSES'] {problem}.",
+                hint="List DRF authentication classes, e.g. "
+                "['rest_framework.authentication.TokenAuthentication'].",
+                id=_ID + "E013",
+            )
+        )
+    return messages
+
+
+@register()
+def check_worker(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
+    """Check the worker's durations and DELIVERY_HOST, and the middleware (E014, E015, W016)."""
+    if _user_settings() is None:
+        return []
+    messages: list[CheckMessage] = []
+    for name in (
+        "SIGNATURE_MAX_AGE_SECONDS",
+        "SUMMARY_INTERVAL_SECONDS",
+        "RESCUE_INTERVAL_SECONDS",
+        "PRUNE_INTERVAL_SECONDS",
+        "LEASE_MARGIN_SECONDS",
+    ):
+        value = getattr(taskqueue_settings, name)
+        zero_ok = name == "LEASE_MARGIN_SECONDS"
+        if not _is_number(value) or value < 0 or (value == 0 and not zero_ok):
+            messages.append(
+                Error(
+                    f"{SETTING_NAME}[{name!r}] must be a "
+                    f"{'non-negative' if zero_ok else 'positive'} "
+                    f"number of seconds; got {value!r}.",
+                    hint=f"Set it to e.g. {DEFAULTS[name]}.",
+                    id=_ID + "E014",
+                )
+            )
+    host = taskqueue_settings.DELIVERY_HOST
+    if host is not None and (not isinstance(host, str) or not host):
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['DELIVERY_HOST'] must be a non-empty string or None.",
+                hint="Give the host name task requests carry, e.g. 'www.example.com', or None "
+                "for the first entry of ALLOWED_HOSTS.",
+                id=_ID + "E015",
+            )
+        )
+    middleware = "django_taskqueue.security.TaskHeaderMiddleware"
+    if middleware not in getattr(settings, "MIDDLEWARE", []):
+        messages.append(
+            Warning(
+                f"{middleware} is not in MIDDLEWARE: a client can send X-AppEngine-* headers "
+                "that views trusting them (as App Engine code does) will believe.",
+                hint=f"Add {middleware!r} near the top of MIDDLEWARE.",
+                id=_ID + "W016",
             )
         )
     return messages

@@ -51,8 +51,32 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_DEADLINE_SECONDS": 600,
     # How often an idle worker looks for due tasks when it is not woken up.
     "POLL_INTERVAL_SECONDS": 1.0,
+    # Host header of push tasks delivered in-process. None: the first ALLOWED_HOSTS entry
+    # that is not a wildcard, else "localhost".
+    "DELIVERY_HOST": None,
+    # How old a task request's signature may be when the handler checks it (clock skew
+    # between the worker's machine and the handler's included).
+    "SIGNATURE_MAX_AGE_SECONDS": 300,
+    # How often the worker logs its summary line (tasks run, failed, rate).
+    "SUMMARY_INTERVAL_SECONDS": 60.0,
+    # How often a worker runs the rescuer sweep (push tasks whose worker died) and the pruner
+    # sweep (tombstones and finished tasks past their retention).
+    "RESCUE_INTERVAL_SECONDS": 15.0,
+    # How long after its deadline a claimed push task's lease lasts (time to record the
+    # outcome); a task whose worker died runs again once deadline + margin have passed.
+    "LEASE_MARGIN_SECONDS": 30.0,
+    "PRUNE_INTERVAL_SECONDS": 300.0,
     # Whether deferred tasks may be serialized with pickle (their payloads are signed).
     "ALLOW_PICKLE": True,
+    # REST API (django_taskqueue.rest): DRF authentication classes, as dotted paths. Token
+    # authentication lets a worker outside Django hold a token (rest_framework.authtoken).
+    "REST_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # REST API: lease requests allowed per queue, as DRF writes rates ("10/s", "600/m");
+    # App Engine allowed 10 per second per queue. None: no limit.
+    "REST_LEASE_RATE": "10/s",
 }
 
 _SIGNING_SALT = "django_taskqueue.conf.signing_key"

@@ -2,10 +2,16 @@
 # Create .venv (Python 3.11+) if missing and install the project with its dev extra into it.
 # Quick when nothing changed: pip runs only when pyproject.toml (or the interpreter) changed.
 # Used by scripts/test.sh, scripts/demo.sh and .ci/run; `bash scripts/bootstrap.sh` works alone.
+#
+# Another environment beside it, for the Django version matrix:
+#   VENV=.venv-dj6 PYTHON=python3.12 DJANGO_REQUIREMENT='django>=6,<7' bash scripts/bootstrap.sh
+# VENV names the directory, PYTHON the interpreter that creates it, DJANGO_REQUIREMENT a pip
+# requirement for Django installed with the project (default: what pyproject.toml allows).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-venv=.venv
+venv=${VENV:-.venv}
+django_requirement=${DJANGO_REQUIREMENT:-}
 stamp="$venv/.django-taskqueue-install"
 
 find_python() {
@@ -43,12 +49,14 @@ import hashlib, os, sys
 digest = hashlib.sha256(open("pyproject.toml", "rb").read())
 digest.update(os.getcwd().encode())
 digest.update(sys.version.encode())
+digest.update(os.environ.get("DJANGO_REQUIREMENT", "").encode())
 print(digest.hexdigest())
 PY
 )
 
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
     echo "bootstrap: installing -e '.[dev]' into $venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[dev]' \
+        ${django_requirement:+"$django_requirement"}
     printf '%s\n' "$wanted" >"$stamp"
 fi

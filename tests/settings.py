@@ -2,6 +2,7 @@
 
 import os
 import tempfile
+from importlib.util import find_spec
 from pathlib import Path
 
 import environ
@@ -79,6 +80,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Strips X-AppEngine-* headers from requests that are not signed task requests.
+    "django_taskqueue.security.TaskHeaderMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -119,3 +122,21 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 TASKQUEUE = {
     "QUEUE_YAML": TESTS_DIR / "fixtures" / "queue.yaml",
 }
+
+# Django's Tasks framework on the push queues (django.tasks on Django 6; the django-tasks backport,
+# whose app registers its checks and log receivers, on Django 5.2).
+TASKS = {
+    "default": {
+        "BACKEND": "django_taskqueue.backends.TaskQueueBackend",
+        "QUEUES": ["default", "fast", "bazqueue"],
+    }
+}
+if find_spec("django.tasks") is None and find_spec("django_tasks") is not None:
+    INSTALLED_APPS.append("django_tasks")
+
+# Worker subprocess tests shorten deadlines and sweep intervals through the environment (a JSON
+# object laid over TASKQUEUE), since a child process cannot use override_settings.
+if os.environ.get("TASKQUEUE_TEST_OVERRIDES"):
+    import json
+
+    TASKQUEUE.update(json.loads(os.environ["TASKQUEUE_TEST_OVERRIDES"]))

@@ -27,6 +27,14 @@ GOOD = {
     "DEFAULT_DEADLINE_SECONDS": 30,
     "POLL_INTERVAL_SECONDS": 0.2,
     "ALLOW_PICKLE": False,
+    "REST_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+    "REST_LEASE_RATE": "600/m",
+    "DELIVERY_HOST": "tasks.example.com",
+    "SIGNATURE_MAX_AGE_SECONDS": 60,
+    "SUMMARY_INTERVAL_SECONDS": 300,
+    "RESCUE_INTERVAL_SECONDS": 5,
+    "PRUNE_INTERVAL_SECONDS": 600,
+    "LEASE_MARGIN_SECONDS": 0,
 }
 
 ALL_CHECKS = (
@@ -35,6 +43,7 @@ ALL_CHECKS = (
     checks.check_database,
     checks.check_targets,
     checks.check_values,
+    checks.check_rest,
 )
 
 
@@ -65,7 +74,7 @@ def test_every_message_has_a_hint() -> None:
     messages = run_checks(
         QUEUE_YAML=FIXTURES / "missing.yaml",
         QUEUES={"bad name": {}},
-        DATABASE="other",
+        DATABASE="no-such-alias",
         TARGETS={"w": "ftp://w"},
         TOMBSTONE_SECONDS=-1,
         SIGNING_KEY=b"bytes",
@@ -146,7 +155,7 @@ def test_yaml_and_queues_errors_are_both_reported() -> None:
     assert ids(messages) == ["django_taskqueue.E004", "django_taskqueue.E005"]
 
 
-@pytest.mark.parametrize("alias", ["other", None, ["default"]])
+@pytest.mark.parametrize("alias", ["no-such-alias", None, ["default"]])
 def test_e006_database_not_configured(alias: Any) -> None:
     assert ids(run_checks(DATABASE=alias)) == ["django_taskqueue.E006"]
 

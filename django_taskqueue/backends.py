@@ -1,0 +1,291 @@
+"""A backend of Django's Tasks framework whose queues are the push queues of `TASKQUEUE`.
+
+    TASKS = {
+        "default": {
+            "BACKEND": "django_taskqueue.backends.TaskQueueBackend",
+            "QUEUES": ["default", "mail"],   # push queues of queue.yaml / TASKQUEUE["QUEUES"]
+        }
+    }
+
+Each enqueued call is a push task of its queue (`/_ah/queue/django-tasks`), so the queue's rate,
+bucket, `max_concurrent_requests` and retry parameters apply, and `runtaskworker` runs it as a
+direct Python call. `run_after` is the task's ETA, `priority` orders due tasks within a queue,
+coroutine functions run, `takes_context` gets the attempt number, and results are the task rows,
+readable from any process until the sweep prunes them.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback as traceback_module
+from typing import Any
+
+from django.apps import apps
+from django.core import checks
+from django.utils.dateparse import parse_datetime
+from django.utils.module_loading import import_string
+
+from . import callables, clock, results, taskqueue
+from ._tasks_compat import (
+    BaseTaskBackend,
+    InvalidTask,
+    Task,
+    TaskContext,
+    TaskError,
+    TaskResult,
+    TaskResultDoesNotExist,
+    TaskResultStatus,
+    normalize_json,
+    task_backends,
+    task_enqueued,
+    task_finished,
+    task_started,
+)
+from .dispatch import direct
+from .handlers import DJANGO_TASKS_URL
+from .models import TaskState
+from .signals import task_attempt_finished
+
+__all__ = ["TaskQueueBackend", "run"]
+
+#: Check ids, reported by `TaskQueueBackend.check()` through Django's `check_tasks`.
+E_NOT_INSTALLED = "django_taskqueue.E020"
+E_NOT_A_PUSH_QUEUE = "django_taskqueue.E021"
+
+
+class TaskQueueBackend(BaseTaskBackend):
+    """Django's Tasks framework on the push queues of django-taskqueue."""
+
+    supports_defer = True
+    supports_async_task = True
+    supports_get_result = True
+    supports_priority = True
+
+    def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
+        """Add a push task that calls `task` with the arguments; return its READY result.
+
+        Inside `transaction.atomic()` on the queue's database the task is part of the
+        transaction. Raises `InvalidTask` for a task the queue cannot take (unknown or pull
+        queue, `run_after` more than 30 days ahead) and `TypeError` for arguments that are not
+        JSON.
+        """
+        self.validate_task(task)
+        args, kwargs = normalize_json(list(args)), normalize_json(dict(kwargs))
+        payload = callables.encode_json(
+            b"task",
+            {
+                "task": task.module_path,
+                "args": args,
+                "kwargs": kwargs,
+                "backend": self.alias,
+                "takes_context": task.takes_context,
+                "priority": task.priority,
+                "run_after": task.run_after.isoformat() if task.run_after else None,
+            },
+        )
+        options = {
+            "url": DJANGO_TASKS_URL,
+            "eta": task.run_after,
+            "headers": {"Content-Type": "application/octet-stream"},
+        }
+        try:
+            try:
+                queued = taskqueue.Task(payload=payload, **options)
+            except taskqueue.TaskTooLargeError:
+                # Large arguments stay in the row, added in the caller's transaction.
+                queued = taskqueue.Task(payload=payload, _size_check=False, **options)
+            queued._priority = task.priority
+            taskqueue.Queue(task.queue_name).add(queued)
+        except (
+            taskqueue.InvalidTaskError,
+            taskqueue.UnknownQueueError,
+            taskqueue.InvalidQueueModeError,
+            taskqueue.InvalidQueueNameError,
+        ) as e:
+            raise InvalidTask(str(e)) from e
+        result = TaskResult(
+            task=task,
+            id=f"{task.queue_name}:{queued.name}",
+            status=TaskResultStatus.READY,
+            enqueued_at=clock.now(),
+            started_at=None,
+            last_attempted_at=None,
+            finished_at=None,
+            args=args,
+            kwargs=kwargs,
+            backend=self.alias,
+            errors=[],
+            worker_ids=[],
+        )
+        task_enqueued.send(type(self), task_result=result)
+        return result
+
+    def get_result(self, result_id: str) -> TaskResult:
+        """Return the result `result_id` as it is now; raise `TaskResultDoesNotExist`."""
+        queue_name, _, name = str(result_id).partition(":")
+        row = results.read_row(queue_name, name) if name else None
+        if row is None or row["url"] != DJANGO_TASKS_URL:
+            raise TaskResultDoesNotExist(result_id)
+        try:
+            call = callables.decode_json(row["payload"], b"task")
+        except callables.PayloadError as e:
+            raise TaskResultDoesNotExist(result_id) from e
+        if call.get("backend") != self.alias:
+            raise TaskResultDoesNotExist(result_id)
+        try:
+            task = self._task(call, queue_name)
+        except (ImportError, InvalidTask) as e:
+            raise TaskResultDoesNotExist(f"{result_id}: {e}") from e
+        return _result(task, call, row, self.alias)
+
+    def _task(self, call: dict[str, Any], queue_name: str) -> Task:
+        """Return the `Task` of a stored call, with the options it was enqueued with."""
+        found = import_string(call["task"])
+        run_after = parse_datetime(call["run_after"]) if call.get("run_after") else None
+        if isinstance(found, Task):
+            return found.using(
+                priority=call["priority"],
+                queue_name=queue_name,
+                run_after=run_after,
+                backend=self.alias,
+            )
+        return self.task_class(
+            func=found,
+            priority=call["priority"],
+            backend=self.alias,
+            queue_name=queue_name,
+            run_after=run_after,
+            takes_context=call["takes_context"],
+        )
+
+    def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
+        """Report the app missing from INSTALLED_APPS (E020) and queues that are not push (E021)."""
+        messages: list[checks.CheckMessage] = list(super().check(**kwargs))
+        if not apps.is_installed("django_taskqueue"):
+            return [
+                *messages,
+                checks.Error(
+                    f"The task backend {self.alias!r} needs django_taskqueue in INSTALLED_APPS.",
+                    hint='Add "django_taskqueue" to INSTALLED_APPS and run migrate.',
+                    id=E_NOT_INSTALLED,
+                ),
+            ]
+        for name in sorted(self.queues):
+            try:
+                problem = "a pull queue" if taskqueue.Queue(name).config.is_pull else None
+            except taskqueue.Error:
+                problem = "not a queue of TASKQUEUE"
+            if problem is not None:
+                messages.append(
+                    checks.Error(
+                        f"Queue {name!r} of the task backend {self.alias!r} is {problem}.",
+                        hint="List push queues of queue.yaml or TASKQUEUE['QUEUES'] in "
+                        f"TASKS[{self.alias!r}]['QUEUES'].",
+                        id=E_NOT_A_PUSH_QUEUE,
+                    )
+                )
+        return messages
+
+
+def _result(task: Task, call: dict[str, Any], row: dict[str, Any], alias: str) -> TaskResult:
+    found = results.from_row(row)
+    result = TaskResult(
+        task=task,
+        id=found.id,
+        status=TaskResultStatus(found.status.value),
+        enqueued_at=found.enqueued_at,
+        started_at=found.started_at,
+        last_attempted_at=found.last_attempted_at,
+        finished_at=found.finished_at,
+        args=call["args"],
+        kwargs=call["kwargs"],
+        backend=alias,
+        errors=[
+            TaskError(exception_class_path=e.exception_class_path, traceback=e.traceback)
+            for e in found.errors
+        ],
+        # Attempts are len(worker_ids); the row keeps the last worker's id only.
+        worker_ids=[row["worker_id"] or ""] * found.attempts,
+    )
+    if found.status == results.ResultStatus.SUCCESSFUL:
+        object.__setattr__(result, "_return_value", row["return_value"])
+    return result
+
+
+# -- the worker's side -----------------------------------------------------------------------
+
+# Attempts running in this process, by task id: the result that `task_started` announced, so
+# that `task_finished` can follow once the worker has decided the outcome (retry or not).
+_running: dict[int, tuple[type[BaseTaskBackend], TaskResult]] = {}
+_running_lock = threading.Lock()
+
+
+def run(call: direct.DirectCall) -> Any:
+    """Run one attempt of a Django task in the worker and return its (JSON) return value.
+
+    A payload that is not a valid signed call, names an unknown backend or a function that
+    cannot be imported is a `PermanentTaskFailure`, as is a return value that is not JSON.
+    """
+    try:
+        stored = callables.decode_json(call.payload, b"task")
+        backend = task_backends[stored["backend"]]
+        task = backend._task(stored, call.queue_name)
+    except Exception as e:
+        raise direct.PermanentTaskFailure(f"Cannot load the task: {e}") from e
+    row = results.read_row(call.queue_name, call.task_name)
+    if row is None:  # deleted under our feet; the worker's conditional update will notice
+        raise direct.PermanentTaskFailure("The task row is gone")
+    row = {**row, "state": TaskState.RUNNING, "execution_count": call.execution_count}
+    result = _result(task, stored, row, backend.alias)
+    with _running_lock:
+        _running[call.task_id] = (type(backend), result)
+    task_started.send(type(backend), task_result=result)
+    if task.takes_context:
+        value = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
+    else:
+        value = task.call(*result.args, **result.kwargs)
+    try:
+        value = normalize_json(value)
+    except (TypeError, ValueError) as e:
+        raise direct.PermanentTaskFailure(f"The return value is not JSON: {e}") from e
+    object.__setattr__(result, "_return_value", value)
+    return value
+
+
+def _attempt_finished(
+    *,
+    task_id: int,
+    succeeded: bool,
+    will_retry: bool,
+    error: BaseException | None = None,
+    **kwargs: Any,
+) -> None:
+    """Send `task_finished` for a Django task once the worker has written its outcome."""
+    with _running_lock:
+        entry = _running.pop(task_id, None)
+    if entry is None:
+        return
+    sender, result = entry
+    now = clock.now()
+    if succeeded:
+        object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
+        object.__setattr__(result, "finished_at", now)
+        task_finished.send(sender, task_result=result)
+        return
+    if error is not None:
+        result.errors.append(
+            TaskError(
+                exception_class_path=f"{type(error).__module__}.{type(error).__qualname__}",
+                traceback="".join(traceback_module.format_exception(error)),
+            )
+        )
+    if will_retry:
+        # Ready to be executed again: Django's framework has no signal for a retry.
+        object.__setattr__(result, "status", TaskResultStatus.READY)
+        return
+    object.__setattr__(result, "status", TaskResultStatus.FAILED)
+    object.__setattr__(result, "finished_at", now)
+    task_finished.send(sender, task_result=result)
+
+
+task_attempt_finished.connect(_attempt_finished, dispatch_uid="django_taskqueue.backends")
