@@ -49,3 +49,20 @@ def get_filtered_tasks(
         Task._restore(row["queue_name"], row)
         for row in rows.order_by("eta", "id").values(*_COLUMNS)
     ]
+
+
+def run_tasks(queue_names: str | Iterable[str] | None = None) -> int:
+    """Run the due push tasks of the queues (default: every push queue); return how many ran.
+
+    Runs in the calling thread, inside the test's transaction if there is one, through the
+    same delivery, retry and outcome code as `runtaskworker`, until no task is due. Rate limits
+    are ignored (as on App Engine's development server); paused queues are left alone. A
+    failed task is queued again with its backoff, so it is not due yet: advance the clock
+    (or wait) and call again to run its retry.
+    """
+    from .dispatch.worker import Worker
+
+    if isinstance(queue_names, str):
+        queue_names = [queue_names]
+    worker = Worker(queue_names, burst=True, rate_limits=False, run_sweeps=False)
+    return worker.run()

@@ -1,0 +1,143 @@
+"""The end of an attempt: success, a retry after a backoff, or failure for good.
+
+The retry decision is App Engine's (`retry.py`): the task's own retry options wholly, else its
+queue's; it may retry unless it has exceeded its limits, the age limit counting from its first
+attempt. Each write is one conditional UPDATE on the task row: it applies only while the row is
+still RUNNING under the claim that produced the outcome, so a task deleted or purged meanwhile
+stays deleted, and a task the rescuer took back (lease expired) is not overwritten.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+from django.db.models import F
+
+from .. import exceptions
+from ..models import TaskRecord, TaskState
+from ..queues import get_queue_config
+from ..retry import RetryParameters, backoff_seconds, can_retry, effective_retry_parameters
+
+#: How many failed attempts a task's `errors` keeps (the most recent).
+MAX_ERRORS_KEPT = 20
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What happens to a task after a failed attempt."""
+
+    will_retry: bool
+    failures: int
+    eta: datetime.datetime | None
+
+
+def queue_retry_parameters(queue_name: str) -> RetryParameters | None:
+    """Return the queue's retry parameters, or None (a queue no longer configured has none)."""
+    try:
+        return get_queue_config(queue_name).retry_parameters
+    except exceptions.Error:
+        return None
+
+
+def decide(
+    *,
+    retry_count: int,
+    retry_options: dict[str, Any] | None,
+    queue_parameters: RetryParameters | None,
+    first_attempt_at: datetime.datetime | None,
+    now: datetime.datetime,
+    may_retry: bool = True,
+) -> Decision:
+    """Decide the fate of a task whose attempt number `retry_count + 1` just failed."""
+    failures = retry_count + 1
+    params = effective_retry_parameters(retry_options, queue_parameters)
+    age = (now - (first_attempt_at or now)).total_seconds()
+    if may_retry and can_retry(params, failures, age):
+        eta = now + datetime.timedelta(seconds=backoff_seconds(params, failures))
+        return Decision(True, failures, eta)
+    return Decision(False, failures, None)
+
+
+def error_entry(
+    *,
+    now: datetime.datetime,
+    attempt: int,
+    reason: str | None,
+    status_code: int | None,
+    error: BaseException | None,
+    traceback: str | None,
+    worker_id: str | None,
+) -> dict[str, Any]:
+    """Return the `errors` entry of one failed attempt."""
+    return {
+        "at": now.isoformat(),
+        "attempt": attempt,
+        "reason": reason,
+        "status_code": status_code,
+        "exception": (
+            f"{type(error).__module__}.{type(error).__qualname__}" if error is not None else None
+        ),
+        "traceback": traceback,
+        "worker_id": worker_id,
+    }
+
+
+def running_row(
+    task_id: int, worker_id: str | None, leased_at: datetime.datetime | None, alias: str
+):
+    """Return the task row as a queryset, only while it is RUNNING under that claim."""
+    return TaskRecord.objects.using(alias).filter(
+        id=task_id, state=TaskState.RUNNING, worker_id=worker_id, leased_at=leased_at
+    )
+
+
+def record_success(
+    rows: Any,
+    *,
+    now: datetime.datetime,
+    status_code: int | None,
+    return_value: Any,
+) -> bool:
+    """Mark the claimed task SUCCEEDED; return False if it was no longer ours."""
+    return bool(
+        rows.update(
+            state=TaskState.SUCCEEDED,
+            finished_at=now,
+            last_response_code=status_code,
+            return_value=return_value,
+            execution_count=F("execution_count") + 1,
+        )
+    )
+
+
+def record_failure(
+    rows: Any,
+    *,
+    decision: Decision,
+    now: datetime.datetime,
+    status_code: int | None,
+    reason: str | None,
+    errors: list[Any],
+    new_error: dict[str, Any] | None,
+    reached_handler: bool,
+) -> bool:
+    """Queue the task again after its backoff, or mark it FAILED; False if no longer ours."""
+    if new_error is not None:
+        errors = [*errors, new_error][-MAX_ERRORS_KEPT:]
+    values: dict[str, Any] = {
+        "retry_count": decision.failures,
+        "last_response_code": status_code,
+        "last_retry_reason": (reason or "")[:200] or None,
+        "errors": errors,
+    }
+    if new_error is not None:
+        values["last_error"] = new_error["traceback"] or new_error["reason"]
+    if reached_handler:
+        values["execution_count"] = F("execution_count") + 1
+    if decision.will_retry:
+        values.update(state=TaskState.QUEUED, eta=decision.eta)
+    else:
+        values.update(state=TaskState.FAILED, finished_at=now)
+    return bool(rows.update(**values))

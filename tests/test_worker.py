@@ -1,0 +1,724 @@
+"""The push worker in-process: delivery, headers, outcomes, retries, limits, sweeps, run_tasks."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.test import override_settings
+
+from django_taskqueue import security, signals
+from django_taskqueue.conf import taskqueue_settings
+from django_taskqueue.dispatch import direct
+from django_taskqueue.dispatch.claim import claim
+from django_taskqueue.dispatch.delivery import delivery_host
+from django_taskqueue.dispatch.sweeps import Pruner, Rescuer
+from django_taskqueue.dispatch.worker import Worker
+from django_taskqueue.models import QueueState, TaskRecord, TaskState
+from django_taskqueue.queues import get_queue_config
+from django_taskqueue.taskqueue import Queue, Task, TaskRetryOptions
+from django_taskqueue.testing import run_tasks
+
+from .conftest import FROZEN_AT
+from .handlers import RECORD_ENV
+
+pytestmark = pytest.mark.django_db
+
+
+class Recorder:
+    """Reads the JSON lines that tests/handlers.py views append."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def entries(self, event=None):
+        if not self.path.exists():
+            return []
+        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line]
+        return [r for r in rows if event is None or r.get("event", "finished") == event]
+
+
+@pytest.fixture
+def recorder(tmp_path, monkeypatch):
+    path = tmp_path / "record.jsonl"
+    monkeypatch.setenv(RECORD_ENV, str(path))
+    return Recorder(path)
+
+
+def row(name, queue="default"):
+    return TaskRecord.objects.get(queue_name=queue, name=name)
+
+
+# -- what a handler receives ----------------------------------------------------------------
+
+
+class TestRequest:
+    def test_first_attempt_method_url_body_and_headers(self, recorder, frozen_clock):
+        Queue("default").add(
+            Task(b"\x00body", name="first", url="/echo", headers={"X-Custom": "yes"})
+        )
+        assert run_tasks() == 1
+        [seen] = recorder.entries()
+        assert seen["method"] == "POST"
+        assert seen["path"] == "/echo"
+        assert seen["body"] == "\x00body"
+        assert seen["remote_addr"] == "0.1.0.2"
+        assert seen["signed"] is True
+        h = seen["headers"]
+        assert h["X-Custom"] == "yes"
+        assert h["Content-Type"] == "application/octet-stream"
+        assert h["Host"] == delivery_host()  # "testserver" under the test runner
+        assert h["X-Appengine-Queuename"] == "default"
+        assert h["X-Appengine-Taskname"] == "first"
+        assert h["X-Appengine-Taskretrycount"] == "0"
+        assert h["X-Appengine-Taskexecutioncount"] == "0"
+        assert float(h["X-Appengine-Tasketa"]) == FROZEN_AT.timestamp()
+        assert "X-Appengine-Taskpreviousresponse" not in h
+        assert "X-Appengine-Taskretryreason" not in h
+        assert h["X-Taskqueue-Signature"].startswith("v1:")
+        task = row("first")
+        assert task.state == TaskState.SUCCEEDED
+        assert task.last_response_code == 200
+        assert task.execution_count == 1
+        assert task.first_attempt_at == FROZEN_AT
+
+    def test_get_with_query_and_default_url(self, recorder, frozen_clock):
+        Queue("fast").add(
+            [Task(method="GET", url="/echo?a=1&b=two", name="get"), Task(name="default-url")]
+        )
+        assert run_tasks("fast") == 2
+        by_path = {e["path"]: e for e in recorder.entries()}
+        assert by_path["/echo"]["method"] == "GET"
+        assert by_path["/echo"]["query"] == "a=1&b=two"
+        assert by_path["/_ah/queue/fast"]["method"] == "POST"
+
+    def test_str_payload_and_params_content_types(self, recorder, frozen_clock):
+        Queue("fast").add(
+            [
+                Task("text", url="/echo", name="text"),
+                Task(params={"k": "v"}, url="/echo", name="form"),
+            ]
+        )
+        run_tasks("fast")
+        types = sorted(e["headers"]["Content-Type"] for e in recorder.entries())
+        assert types == ["application/x-www-form-urlencoded", "text/plain; charset=utf-8"]
+        assert sorted(e["body"] for e in recorder.entries()) == ["k=v", "text"]
+
+    def test_retry_carries_retry_headers(self, recorder, frozen_clock):
+        Queue("default").add(Task(b"x", name="again", url="/fail-first"))
+        assert run_tasks() == 1
+        task = row("again")
+        assert task.state == TaskState.QUEUED
+        assert task.retry_count == 1
+        assert task.execution_count == 1
+        assert task.last_response_code == 503
+        retry_eta = task.eta
+        assert retry_eta == FROZEN_AT + datetime.timedelta(seconds=0.1)
+        assert run_tasks() == 0  # not due yet
+        frozen_clock.advance(0.1)
+        assert run_tasks() == 1
+        first, second = recorder.entries()
+        assert first["headers"]["X-Appengine-Taskretrycount"] == "0"
+        h = second["headers"]
+        assert second["body"] == "x"
+        assert second["path"] == "/fail-first"
+        assert h["X-Appengine-Taskretrycount"] == "1"
+        assert h["X-Appengine-Taskexecutioncount"] == "1"
+        assert h["X-Appengine-Taskpreviousresponse"] == "503"
+        assert h["X-Appengine-Taskretryreason"] == "HTTP 503"
+        assert float(h["X-Appengine-Tasketa"]) == retry_eta.timestamp()
+        task = row("again")
+        assert task.state == TaskState.SUCCEEDED
+        assert task.first_attempt_at == FROZEN_AT
+
+    @override_settings(ALLOWED_HOSTS=[".wild.example", "*", "tasks.example.com"])
+    def test_host_is_first_plain_allowed_host(self, recorder, frozen_clock):
+        assert delivery_host() == "tasks.example.com"
+        Queue("default").add(Task(url="/echo"))
+        run_tasks()
+        assert recorder.entries()[0]["headers"]["Host"] == "tasks.example.com"
+
+    def test_host_setting_wins(self, settings):
+        settings.TASKQUEUE = {**settings.TASKQUEUE, "DELIVERY_HOST": "internal.test"}
+        assert delivery_host() == "internal.test"
+
+
+# -- outcomes -------------------------------------------------------------------------------
+
+
+class TestOutcomes:
+    def test_view_exception_is_retried_with_its_traceback(self, recorder, frozen_clock):
+        Queue("default").add(Task(name="boom", url="/boom"))
+        assert run_tasks() == 1
+        task = row("boom")
+        assert task.state == TaskState.QUEUED
+        assert task.last_response_code == 500
+        assert task.last_retry_reason == "builtins.RuntimeError"
+        [error] = task.errors
+        assert "RuntimeError: boom" in error["traceback"]
+        assert error["attempt"] == 1
+        assert "RuntimeError: boom" in task.last_error
+
+    def test_non_2xx_is_a_failure(self, recorder, frozen_clock):
+        Queue("default").add(Task(method="GET", name="nf", url="/echo?status=404"))
+        run_tasks()
+        task = row("nf")
+        assert task.state == TaskState.QUEUED
+        assert task.last_response_code == 404
+        assert task.last_retry_reason == "HTTP 404"
+
+    def test_no_retry_left_keeps_the_task_failed(self, recorder, frozen_clock):
+        options = TaskRetryOptions(task_retry_limit=1)
+        Queue("default").add(
+            Task(method="GET", name="f", url="/echo?status=500", retry_options=options)
+        )
+        run_tasks()
+        frozen_clock.advance(1)
+        run_tasks()
+        task = row("f")
+        assert task.state == TaskState.FAILED
+        assert task.finished_at == frozen_clock.now()
+        assert task.last_response_code == 500
+        assert task.retry_count == 2
+        assert len(task.errors) == 2
+        assert task.last_error == "HTTP 500"
+        frozen_clock.advance(3600)
+        assert run_tasks() == 0
+
+    def test_deadline_overrun_fails_the_attempt(self, recorder, frozen_clock, settings):
+        settings.TASKQUEUE = {**settings.TASKQUEUE, "DEFAULT_DEADLINE_SECONDS": 0.01}
+        Queue("default").add(Task(method="GET", name="slow", url="/sleep?seconds=0.05"))
+        run_tasks()
+        task = row("slow")
+        assert task.state == TaskState.QUEUED
+        assert task.last_retry_reason == "deadline exceeded"
+        assert task.last_response_code == 200
+
+    def test_task_deleted_while_running_stays_deleted(self, frozen_clock):
+        def handler(call):
+            Queue(call.queue_name).delete_tasks_by_name(call.task_name)
+            return "done"
+
+        direct.register("/direct/delete-self", handler)
+        try:
+            Queue("default").add(Task(name="gone", url="/direct/delete-self"))
+            assert run_tasks() == 1
+        finally:
+            direct._handlers.pop("/direct/delete-self")
+        assert row("gone").state == TaskState.DELETED
+        assert row("gone").return_value is None
+
+    def test_signals_are_sent_with_documented_kwargs(self, recorder, frozen_clock):
+        seen = []
+
+        def on_started(sender, **kwargs):
+            seen.append(("started", kwargs))
+
+        def on_finished(sender, **kwargs):
+            seen.append(("finished", kwargs))
+
+        signals.task_attempt_started.connect(on_started)
+        signals.task_attempt_finished.connect(on_finished)
+        try:
+            Queue("default").add(Task(name="sig", url="/fail-first"))
+            run_tasks()
+        finally:
+            signals.task_attempt_started.disconnect(on_started)
+            signals.task_attempt_finished.disconnect(on_finished)
+        (kind1, started), (kind2, finished) = seen
+        task_id = row("sig").id
+        assert kind1 == "started"
+        assert {k: started[k] for k in ("queue_name", "task_name", "task_id", "attempt")} == {
+            "queue_name": "default",
+            "task_name": "sig",
+            "task_id": task_id,
+            "attempt": 1,
+        }
+        assert started["worker_id"]
+        assert kind2 == "finished"
+        assert finished["succeeded"] is False
+        assert finished["will_retry"] is True
+        assert finished["status_code"] == 503
+        assert finished["error"] is None
+        assert finished["return_value"] is None
+
+
+class TestDirectCalls:
+    @pytest.fixture(autouse=True)
+    def handlers(self):
+        def ok(call):
+            return {"attempt": call.attempt, "payload": call.payload.decode()}
+
+        def permanent(call):
+            raise direct.PermanentTaskFailure("no")
+
+        def singular(call):
+            raise direct.SingularTaskFailure()
+
+        def broken(call):
+            raise ValueError("bad")
+
+        paths = {"/d/ok": ok, "/d/perm": permanent, "/d/single": singular, "/d/broken": broken}
+        for path, handler in paths.items():
+            direct.register(path, handler)
+        yield
+        for path in paths:
+            direct._handlers.pop(path)
+
+    def test_outcomes(self, frozen_clock):
+        Queue("default").add(
+            [
+                Task(b"p", name="ok", url="/d/ok"),
+                Task(name="perm", url="/d/perm"),
+                Task(name="single", url="/d/single"),
+                Task(name="broken", url="/d/broken"),
+            ]
+        )
+        assert run_tasks() == 4
+        ok = row("ok")
+        assert ok.state == TaskState.SUCCEEDED
+        assert ok.return_value == {"attempt": 1, "payload": "p"}
+        perm = row("perm")
+        assert perm.state == TaskState.FAILED
+        assert "PermanentTaskFailure" in perm.last_error
+        single = row("single")
+        assert single.state == TaskState.QUEUED
+        assert single.errors == []
+        assert single.last_response_code == 408
+        broken = row("broken")
+        assert broken.state == TaskState.QUEUED
+        assert "ValueError: bad" in broken.errors[0]["traceback"]
+
+
+# -- the retry schedule of reference §4.4, through the worker --------------------------------
+
+
+def delays_of(queue_name, frozen_clock, failures):
+    """Fail one task `failures` times; return the delays the worker scheduled."""
+    Queue(queue_name).add(Task(method="GET", name="sched", url="/echo?status=500"))
+    delays = []
+    for _ in range(failures):
+        assert run_tasks(queue_name) == 1
+        task = row("sched", queue_name)
+        delay = (task.eta - frozen_clock.now()).total_seconds()
+        delays.append(round(delay, 6))
+        frozen_clock.set(task.eta)
+    return delays
+
+
+class TestRetrySchedule:
+    def test_default_parameters(self, frozen_clock):
+        delays = delays_of("default", frozen_clock, 17)
+        assert delays[:7] == [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4]
+        assert delays[9] == 51.2
+        assert delays[15] == 3276.8
+        assert delays[16] == 3600.0
+
+    def test_bazqueue(self, frozen_clock):
+        delays = delays_of("bazqueue", frozen_clock, 10)
+        assert delays == [10, 20, 40, 80, 160, 240, 300, 300, 300, 300]
+
+    def test_barqueue(self, frozen_clock):
+        delays = delays_of("barqueue", frozen_clock, 20)
+        assert delays[:7] == [10, 20, 30, 40, 50, 60, 70]
+        assert delays[9] == 100
+        assert delays[15] == 160
+        assert delays[16] == 170
+        assert delays[19] == 200
+
+    def test_fooqueue_stops_only_when_both_limits_are_exceeded(self, frozen_clock):
+        # task_retry_limit 7, task_age_limit 2d: the 8th and later failures still retry
+        # while the task is younger than two days.
+        delays_of("fooqueue", frozen_clock, 9)
+        task = row("sched", "fooqueue")
+        assert task.state == TaskState.QUEUED
+        assert task.retry_count == 9
+        # Two days after the first attempt (plus a second), the next failure is the last.
+        frozen_clock.set(FROZEN_AT + datetime.timedelta(days=2, seconds=1))
+        assert run_tasks("fooqueue") == 1
+        task = row("sched", "fooqueue")
+        assert task.state == TaskState.FAILED
+        assert task.first_attempt_at == FROZEN_AT
+
+
+# -- security -------------------------------------------------------------------------------
+
+
+class TestSecurity:
+    def test_unsigned_request_to_protected_view_is_403(self, client):
+        assert client.post("/protected").status_code == 403
+        forged = {"X-AppEngine-QueueName": "default", "X-AppEngine-TaskName": "x"}
+        assert client.post("/protected", headers=forged).status_code == 403
+
+    def test_forged_headers_are_stripped(self, client):
+        headers = {
+            "X-AppEngine-QueueName": "default",
+            "X-AppEngine-TaskName": "evil",
+            "X-TaskQueue-Signature": "v1:1:1:1700000000.0:" + "0" * 64,
+        }
+        response = client.get("/headers-seen", headers=headers)
+        assert response.json() == {}
+
+    def test_signed_task_reaches_protected_view(self, recorder, frozen_clock):
+        Queue("default").add(Task(name="ok", url="/protected"))
+        assert run_tasks() == 1
+        assert row("ok").state == TaskState.SUCCEEDED
+        assert recorder.entries()[0]["signed"] is True
+
+    def test_escaped_url_and_query_still_verify(self, recorder, frozen_clock):
+        Queue("default").add(
+            Task(method="GET", name="esc", url="/protected/caf%C3%A9%20x?q=a%20b&r=%7E")
+        )
+        assert run_tasks() == 1
+        assert row("esc").state == TaskState.SUCCEEDED
+        [seen] = recorder.entries()
+        assert seen["path"] == "/protected/café x"
+
+    def test_replayed_signature_is_refused(self, client, recorder, frozen_clock):
+        Queue("default").add(Task(b"b", name="once", url="/protected"))
+        run_tasks()
+        [seen] = recorder.entries()
+        replay = {k: v for k, v in seen["headers"].items() if k.lower().startswith("x-")}
+        response = client.post(
+            "/protected", data=b"b", content_type="application/octet-stream", headers=replay
+        )
+        assert response.status_code == 403
+
+    def test_protected_view_is_csrf_exempt_for_tasks(self, recorder, frozen_clock, settings):
+        # Even with CSRF checks enforced, a task POST (no token) reaches the view.
+        Queue("default").add(Task(b"b", name="csrf", url="/protected"))
+        run_tasks()
+        assert row("csrf").state == TaskState.SUCCEEDED
+
+
+# -- HTTP delivery --------------------------------------------------------------------------
+
+
+class _Recording(BaseHTTPRequestHandler):
+    received: list = []
+
+    def _handle(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.received.append(
+            {"method": self.command, "path": self.path, "body": body, "headers": dict(self.headers)}
+        )
+        status = 500 if "fail" in self.path else 200
+        self.send_response(status)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def http_server():
+    _Recording.received = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recording)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server, _Recording.received
+    server.shutdown()
+    server.server_close()
+
+
+class TestHttpDelivery:
+    def test_task_with_target_goes_over_http(self, http_server, settings, frozen_clock):
+        server, received = http_server
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        settings.TASKQUEUE = {**settings.TASKQUEUE, "TARGETS": {"remote": base + "/svc/"}}
+        Queue("default").add(
+            [
+                Task(b"over http", name="h1", url="/work/1", target="remote"),
+                Task(method="GET", name="h2", url="/fail?x=1", target="remote"),
+            ]
+        )
+        assert run_tasks() == 2
+        by_path = {r["path"]: r for r in received}
+        first = by_path["/svc/work/1"]
+        assert first["method"] == "POST"
+        assert first["body"] == b"over http"
+        assert first["headers"]["X-AppEngine-QueueName"] == "default"
+        assert first["headers"]["X-AppEngine-TaskName"] == "h1"
+        assert first["headers"]["X-AppEngine-TaskRetryCount"] == "0"
+        assert first["headers"]["Content-Type"] == "application/octet-stream"
+        # The signature covers the path the server sees, the base URL's path included.
+        _, task_id, attempt, timestamp, mac = first["headers"]["X-TaskQueue-Signature"].split(":")
+        message = security._message(
+            "default",
+            "h1",
+            int(task_id),
+            int(attempt),
+            "POST",
+            "/svc/work/1",
+            b"over http",
+            timestamp,
+        )
+        assert security._mac(taskqueue_settings.signing_key(), message) == mac
+        assert by_path["/svc/fail?x=1"]["method"] == "GET"
+        assert row("h1").state == TaskState.SUCCEEDED
+        assert row("h2").state == TaskState.QUEUED
+        assert row("h2").last_response_code == 500
+
+    def test_connection_refused_is_a_failed_attempt(self, settings, frozen_clock):
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        settings.TASKQUEUE = {
+            **settings.TASKQUEUE,
+            "TARGETS": {"down": f"http://127.0.0.1:{port}"},
+        }
+        Queue("default").add(Task(name="down", url="/x", target="down"))
+        run_tasks()
+        task = row("down")
+        assert task.state == TaskState.QUEUED
+        assert task.retry_count == 1
+        assert task.execution_count == 0  # the handler never ran
+        assert task.last_retry_reason.startswith("connection error")
+
+
+# -- claims: rate limits, concurrency, pause -----------------------------------------------
+
+
+def claim_now(queue_name, frozen_clock, max_tasks=100, worker_id="w1"):
+    return claim(
+        "default",
+        get_queue_config(queue_name),
+        now=frozen_clock.now(),
+        worker_id=worker_id,
+        max_tasks=max_tasks,
+        lease_seconds=60,
+    )
+
+
+class TestClaims:
+    def test_token_bucket_limits_a_claim(self, frozen_clock):
+        Queue("default").add([Task(url="/echo") for _ in range(10)])
+        QueueState.objects.create(name="default")
+        first = claim_now("default", frozen_clock)
+        assert len(first.tasks) == 5  # a full bucket: bucket_size 5
+        second = claim_now("default", frozen_clock)
+        assert second.tasks == []
+        assert second.throttled
+        assert second.wait_seconds == pytest.approx(0.2)
+        frozen_clock.advance(0.4)
+        assert len(claim_now("default", frozen_clock).tasks) == 2
+        state = QueueState.objects.get(name="default")
+        assert state.enforced_rate == 5.0
+        assert state.tokens == pytest.approx(0.0)
+
+    def test_claim_marks_running_with_a_lease(self, frozen_clock):
+        Queue("default").add(Task(url="/echo", name="c", countdown=-5))
+        QueueState.objects.create(name="default")
+        [task] = claim_now("default", frozen_clock).tasks
+        assert task.eta == FROZEN_AT - datetime.timedelta(seconds=5)  # before the claim
+        stored = row("c")
+        assert stored.state == TaskState.RUNNING
+        assert stored.eta == FROZEN_AT + datetime.timedelta(seconds=60)
+        assert stored.worker_id == "w1"
+        assert stored.leased_at == FROZEN_AT
+        assert stored.first_attempt_at == FROZEN_AT
+
+    def test_priority_then_eta_order(self, frozen_clock):
+        tasks = [Task(url="/echo", name=f"t{i}", countdown=-10 + i) for i in range(3)]
+        tasks[2]._priority = 5
+        Queue("fast").add(tasks)
+        QueueState.objects.create(name="fast")
+        claimed = claim_now("fast", frozen_clock).tasks
+        assert [t.name for t in claimed] == ["t2", "t0", "t1"]
+
+    def test_max_concurrent_requests_counts_running_tasks(self, frozen_clock):
+        Queue("throttled").add([Task(url="/echo") for _ in range(3)])
+        QueueState.objects.create(name="throttled")
+        assert len(claim_now("throttled", frozen_clock).tasks) == 1
+        frozen_clock.advance(10)  # plenty of tokens, but one task is running
+        result = claim_now("throttled", frozen_clock, worker_id="w2")
+        assert result.tasks == []
+        assert result.throttled
+
+    def test_paused_queues_dispatch_nothing(self, recorder, frozen_clock):
+        Queue("paused").add(Task(url="/echo"))
+        Queue("default").add(Task(url="/echo"))
+        Queue("default").pause()
+        assert run_tasks() == 0
+        assert run_tasks(["paused", "default"]) == 0
+        assert recorder.entries() == []
+        Queue("default").resume()
+        assert run_tasks() == 1
+
+    def test_missing_queue_state_is_created(self, frozen_clock):
+        Queue("fast").add(Task(url="/echo"))
+        assert claim_now("fast", frozen_clock).tasks == []
+        assert QueueState.objects.filter(name="fast").exists()
+        assert len(claim_now("fast", frozen_clock).tasks) == 1
+
+
+class TestStatistics:
+    def test_worker_feeds_fetch_statistics(self, recorder, frozen_clock):
+        Queue("default").add([Task(url="/echo") for _ in range(3)])
+        worker = Worker(["default"], burst=True, run_sweeps=False)
+        assert worker.run() == 3
+        stats = Queue("default").fetch_statistics()
+        assert stats.executed_last_minute == 3
+        assert stats.in_flight == 0
+        assert stats.enforced_rate == 5.0
+
+
+# -- sweeps ---------------------------------------------------------------------------------
+
+
+class TestSweeps:
+    def test_rescuer_requeues_tasks_of_a_dead_worker(self, frozen_clock):
+        Queue("default").add(Task(url="/echo", name="lost"))
+        QueueState.objects.create(name="default")
+        [claimed] = claim_now("default", frozen_clock).tasks
+        rescuer = Rescuer("default", interval_seconds=1)
+        assert rescuer.run(frozen_clock.now()) == 0  # lease still valid
+        frozen_clock.advance(61)
+        assert rescuer.run(frozen_clock.now()) == 1
+        task = row("lost")
+        assert task.state == TaskState.QUEUED
+        assert task.retry_count == 1
+        assert task.last_retry_reason == "worker lost"
+        assert task.errors[0]["worker_id"] == "w1"
+        assert task.eta == frozen_clock.now() + datetime.timedelta(seconds=0.1)
+        assert rescuer.run(frozen_clock.now()) == 0
+        # The dead worker's late outcome is dropped: the row is no longer its claim.
+        from django_taskqueue.dispatch import outcome
+
+        rows = outcome.running_row(claimed.id, "w1", claimed.leased_at, "default")
+        assert not outcome.record_success(
+            rows, now=frozen_clock.now(), status_code=200, return_value=None
+        )
+        assert row("lost").state == TaskState.QUEUED
+
+    def test_pruner_deletes_past_retention_only(self, frozen_clock, settings):
+        settings.TASKQUEUE = {
+            **settings.TASKQUEUE,
+            "TOMBSTONE_SECONDS": 100,
+            "FINISHED_RETENTION_SECONDS": 50,
+            "FAILED_RETENTION_SECONDS": 1000,
+        }
+        now = frozen_clock.now()
+        Queue("default").add([Task(url="/echo", name=n) for n in ("s-old", "s-new", "f-mid")])
+        TaskRecord.objects.filter(name="s-old").update(
+            state=TaskState.SUCCEEDED, finished_at=now - datetime.timedelta(seconds=101)
+        )
+        TaskRecord.objects.filter(name="s-new").update(
+            state=TaskState.DELETED, finished_at=now - datetime.timedelta(seconds=99)
+        )
+        TaskRecord.objects.filter(name="f-mid").update(
+            state=TaskState.FAILED, finished_at=now - datetime.timedelta(seconds=500)
+        )
+        pruner = Pruner("default", interval_seconds=1, limit=1)
+        assert pruner.run(now) == 1
+        assert sorted(TaskRecord.objects.values_list("name", flat=True)) == ["f-mid", "s-new"]
+        assert pruner.run(now + datetime.timedelta(seconds=600)) == 2
+
+
+# -- the command and the threaded worker ----------------------------------------------------
+
+
+class TestCommand:
+    def test_rejects_pull_and_unknown_queues(self):
+        with pytest.raises(CommandError, match="not a push queue"):
+            call_command("runtaskworker", "--queue", "pull-queue", "--burst")
+        with pytest.raises(CommandError, match="Unknown queue"):
+            call_command("runtaskworker", "--queue", "nope", "--burst")
+        with pytest.raises(CommandError):
+            call_command("runtaskworker", "--concurrency", "0", "--burst")
+
+    def test_burst_runs_due_tasks(self, recorder):
+        Queue("fast").add([Task(url="/echo") for _ in range(3)])
+        call_command("runtaskworker", "--queue", "fast", "--burst", verbosity=0)
+        assert len(recorder.entries()) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+class TestThreadedWorker:
+    def test_concurrency_runs_everything_once(self, recorder):
+        Queue("fast").add([Task(url="/echo", name=f"t{i}") for i in range(20)])
+        worker = Worker(["fast"], concurrency=4, burst=True)
+        assert worker.run() == 20
+        assert sorted(e["headers"]["X-Appengine-Taskname"] for e in recorder.entries()) == sorted(
+            f"t{i}" for i in range(20)
+        )
+        assert TaskRecord.objects.filter(state=TaskState.SUCCEEDED).count() == 20
+
+    def test_max_tasks_stops_the_worker(self, recorder):
+        Queue("fast").add([Task(url="/echo") for _ in range(5)])
+        assert Worker(["fast"], concurrency=2, max_tasks=3).run() == 3
+        assert TaskRecord.objects.filter(state=TaskState.QUEUED).count() == 2
+
+
+class TestBatchedClaims:
+    def test_one_claim_takes_many_tasks_in_the_same_round_trips(self, frozen_clock):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        Queue("fast").add([Task(url="/echo") for _ in range(51)])
+        QueueState.objects.create(name="fast")
+        with CaptureQueriesContext(connection) as one:
+            assert len(claim_now("fast", frozen_clock, max_tasks=1).tasks) == 1
+        with CaptureQueriesContext(connection) as fifty:
+            assert len(claim_now("fast", frozen_clock, max_tasks=50).tasks) == 50
+        assert len(fifty.captured_queries) == len(one.captured_queries)
+        assert len(fifty.captured_queries) <= 7
+
+
+class TestChecks:
+    def run_checks(self):
+        from django_taskqueue.checks import check_worker
+
+        return sorted(m.id for m in check_worker())
+
+    def test_defaults_pass(self):
+        assert self.run_checks() == []
+
+    def test_bad_values(self, settings):
+        settings.TASKQUEUE = {
+            **settings.TASKQUEUE,
+            "RESCUE_INTERVAL_SECONDS": 0,
+            "LEASE_MARGIN_SECONDS": "x",
+            "DELIVERY_HOST": "",
+        }
+        assert self.run_checks() == [
+            "django_taskqueue.E014",
+            "django_taskqueue.E014",
+            "django_taskqueue.E015",
+        ]
+
+    def test_missing_middleware_warns(self, settings):
+        settings.MIDDLEWARE = [
+            m for m in settings.MIDDLEWARE if not m.endswith("TaskHeaderMiddleware")
+        ]
+        assert self.run_checks() == ["django_taskqueue.W016"]
+
+
+class TestLogging:
+    def test_attempt_and_summary_lines(self, recorder, settings, caplog):
+        settings.TASKQUEUE = {**settings.TASKQUEUE, "SUMMARY_INTERVAL_SECONDS": 1e-6}
+        Queue("fast").add(
+            [Task(url="/echo", name="a"), Task(url="/echo?status=500", method="GET", name="b")]
+        )
+        with caplog.at_level("INFO", logger="django_taskqueue"):
+            Worker(["fast"], burst=True, run_sweeps=False).run()
+        lines = [r.getMessage() for r in caplog.records]
+        assert any(
+            line.startswith("event=attempt queue=fast task=a attempt=1 status=succeeded code=200")
+            and "duration=" in line
+            for line in lines
+        )
+        assert any("task=b" in line and "status=retry code=500" in line for line in lines)
+        assert any(line.startswith("event=summary") and "rate=" in line for line in lines)
+        assert any(line.startswith("event=worker_stopped") and "failed=" in line for line in lines)
