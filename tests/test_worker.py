@@ -655,6 +655,26 @@ class TestThreadedWorker:
         )
         assert TaskRecord.objects.filter(state=TaskState.SUCCEEDED).count() == 20
 
+    def test_the_worker_keeps_its_connection_across_attempts(self, recorder, settings):
+        # CONN_MAX_AGE=0 closes a web request's connections when it ends; in the worker an
+        # attempt is one request among thousands, and reconnecting for each would be waste.
+        from django.db.backends.signals import connection_created
+
+        settings.DATABASES["default"]["CONN_MAX_AGE"] = 0
+        Queue("fast").add([Task(url="/echo") for _ in range(10)])
+        opened = []
+
+        def count(sender, connection, **kwargs):
+            opened.append(connection.alias)
+
+        connection_created.connect(count)
+        try:
+            assert Worker(["fast"], burst=True).run() == 10
+        finally:
+            connection_created.disconnect(count)
+        assert opened == []
+        assert len(recorder.entries()) == 10
+
     def test_max_tasks_stops_the_worker(self, recorder):
         Queue("fast").add([Task(url="/echo") for _ in range(5)])
         assert Worker(["fast"], concurrency=2, max_tasks=3).run() == 3

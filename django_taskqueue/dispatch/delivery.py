@@ -19,6 +19,7 @@ margin after the deadline.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
 import json
@@ -26,6 +27,7 @@ import logging
 import sys
 import threading
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -137,6 +139,47 @@ def _remember_exception(sender: Any, request: Any = None, **kwargs: Any) -> None
 
 
 signals.got_request_exception.connect(_remember_exception, dispatch_uid="django_taskqueue.delivery")
+
+
+_owned_lock = threading.Lock()
+_owned_depth = 0
+
+
+@contextlib.contextmanager
+def _worker_owned_connections() -> Iterator[None]:
+    """Run a request without Django's end-of-request connection closing; tidy up after.
+
+    A web server closes each request's database connections when CONN_MAX_AGE says so (0 by
+    default: after every request). In the worker the request is one attempt among thousands
+    on the worker's own connection: closing it would reopen a connection per task. So the
+    worker keeps its connections across attempts, closing only one that a handler left
+    unusable or in a broken transaction state. A caller inside a transaction (a test
+    calling `run_tasks()`) keeps its connection untouched, as with Django's test client.
+    """
+    global _owned_depth
+    with _owned_lock:
+        if _owned_depth == 0:
+            signals.request_started.disconnect(close_old_connections)
+            signals.request_finished.disconnect(close_old_connections)
+        _owned_depth += 1
+    try:
+        yield
+    finally:
+        with _owned_lock:
+            _owned_depth -= 1
+            if _owned_depth == 0:
+                signals.request_started.connect(close_old_connections)
+                signals.request_finished.connect(close_old_connections)
+        for connection in connections.all(initialized_only=True):
+            if connection.connection is None or connection.in_atomic_block:
+                continue
+            if connection.get_autocommit() != connection.settings_dict["AUTOCOMMIT"]:
+                connection.close()
+            elif connection.errors_occurred:
+                if connection.is_usable():
+                    connection.errors_occurred = False
+                else:
+                    connection.close()
 
 
 class Deliverer:
@@ -257,30 +300,20 @@ class Deliverer:
 
     def _deliver_in_process(self, task: ClaimedTask) -> Outcome:
         environ = self._environ(task)
-        # Inside a transaction (a user's test calling run_tasks), Django's end-of-request
-        # connection cleanup would close the connection under it: skip it, as Django's test
-        # client does. A worker thread is never inside one, so this global change is made
-        # only by single-threaded callers.
-        in_transaction = connections[taskqueue_settings.DATABASE].in_atomic_block
-        if in_transaction:
-            signals.request_started.disconnect(close_old_connections)
-            signals.request_finished.disconnect(close_old_connections)
         _exceptions.active, _exceptions.info = True, None
         try:
-            set_script_prefix("/")
-            signals.request_started.send(sender=self.__class__, environ=environ)
-            request = WSGIRequest(environ)
-            response = self.handler.get_response(request)
-            if response.streaming:
-                for _ in response:
-                    pass
-            response.close()
+            with _worker_owned_connections():
+                set_script_prefix("/")
+                signals.request_started.send(sender=self.__class__, environ=environ)
+                request = WSGIRequest(environ)
+                response = self.handler.get_response(request)
+                if response.streaming:
+                    for _ in response:
+                        pass
+                response.close()
             exc_info = _exceptions.info
         finally:
             _exceptions.active, _exceptions.info = False, None
-            if in_transaction:
-                signals.request_started.connect(close_old_connections)
-                signals.request_finished.connect(close_old_connections)
         if exc_info is not None and exc_info[1] is not None:
             return _failure_from_exception(exc_info[1], status_code=response.status_code)
         return _from_status(response.status_code)
