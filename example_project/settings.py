@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
     "django_taskqueue",
     "example_project.demo",
 ]
@@ -99,3 +100,15 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 TASKQUEUE = {
     "QUEUE_YAML": BASE_DIR / "example_project" / "queue.yaml",
 }
+
+# Django's Tasks framework, backed by the queues above (`@task` functions in demo/jobs.py).
+TASKS = {
+    "default": {
+        "BACKEND": "django_taskqueue.backends.TaskQueueBackend",
+        "QUEUES": ["default", "greetings"],
+    }
+}
+try:
+    import django.tasks  # noqa: F401  (Django 6.0 and newer)
+except ImportError:  # Django 5.2: the backport's app (checks, log receivers)
+    INSTALLED_APPS.append("django_tasks")

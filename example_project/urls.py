@@ -5,6 +5,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    # path("taskqueue/api/", include("django_taskqueue.rest.urls")),
+    # The pull-queue REST API; its schema and docs are at taskqueue/api/schema/ and .../docs/.
+    path("taskqueue/api/", include("django_taskqueue.rest.urls")),
     path("", include("example_project.demo.urls")),
 ]

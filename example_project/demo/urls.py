@@ -11,6 +11,7 @@ urlpatterns = [
     path("greet/", views.greet, name="greet"),
     path("pull/add/", views.pull_add, name="pull-add"),
     path("pull/lease/", views.pull_lease, name="pull-lease"),
+    path("callables/", views.run_callables, name="callables"),
     # The push-task handler: only the task queue calls it.
     path("tasks/greet/", views.greet_task, name="greet-task"),
 ]
