@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from django.db import InterfaceError, OperationalError
+
 
 class Error(Exception):
     """Base class for every taskqueue exception."""
@@ -188,3 +194,20 @@ class UnknownTaskError(Error):
     """No such task in the queue."""
 
     code = "unknown_task"
+
+
+def transient_on_database_errors(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Raise `TransientError` when the database fails in a way worth retrying.
+
+    Lock timeouts, a busy SQLite file, a lost connection: App Engine code already catches
+    `TransientError` around queue calls and backs off, which is the right answer here too.
+    """
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            raise TransientError(f"The queue's database failed; try again: {exc}") from exc
+
+    return wrapper

@@ -1,0 +1,124 @@
+"""`QueueStatistics`: the figures of a queue, read from the task rows and the workers' records."""
+
+from __future__ import annotations
+
+import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.db.models import Count, Min, Q
+
+from . import clock
+from .conf import taskqueue_settings
+from .exceptions import transient_on_database_errors
+from .models import QueueState, TaskRecord, TaskState
+from .rpc import UserRPC, check_deadline
+
+if TYPE_CHECKING:
+    from .taskqueue import Queue
+
+
+class QueueStatistics:
+    """Figures of one queue, read from the task rows and the workers' records.
+
+    `tasks`: live tasks (waiting, leased or running). `oldest_eta_usec`: the earliest ETA of
+    a waiting task, or None. `executed_last_minute`: attempts started (push) or leases taken
+    (pull) in the last minute. `in_flight`: push tasks running now. `enforced_rate`: the rate
+    the workers last measured dispatching (tasks/s), None before any worker served the queue.
+    Extensions: `executed_last_hour`, `leased` (pull tasks under a live lease),
+    `failed_last_minute`, `failed_last_hour`, `paused`.
+    """
+
+    def __init__(
+        self,
+        queue: Queue,
+        tasks: int | None = None,
+        oldest_eta_usec: int | None = None,
+        executed_last_minute: int | None = None,
+        in_flight: int | None = None,
+        enforced_rate: float | None = None,
+        executed_last_hour: int | None = None,
+        leased: int | None = None,
+        failed_last_minute: int | None = None,
+        failed_last_hour: int | None = None,
+        paused: bool = False,
+    ):
+        self.queue = queue
+        self.tasks = tasks
+        self.oldest_eta_usec = oldest_eta_usec
+        self.executed_last_minute = executed_last_minute
+        self.in_flight = in_flight
+        self.enforced_rate = enforced_rate
+        self.executed_last_hour = executed_last_hour
+        self.leased = leased
+        self.failed_last_minute = failed_last_minute
+        self.failed_last_hour = failed_last_hour
+        self.paused = paused
+
+    @classmethod
+    def fetch(cls, queue_or_queues: Any, deadline: float = 10) -> Any:
+        """Fetch statistics of a Queue or queue name, or of an iterable of either kind."""
+        from .taskqueue import Queue
+
+        check_deadline(deadline)
+        if isinstance(queue_or_queues, (Queue, str)):
+            return cls._fetch_one(_as_queue(queue_or_queues))
+        items = list(queue_or_queues)
+        kinds = {type(item) for item in items}
+        if kinds and not (kinds <= {Queue} or kinds <= {str}):
+            raise TypeError("queue_or_queues must be only Queue objects or only names")
+        return [cls._fetch_one(_as_queue(item)) for item in items]
+
+    @classmethod
+    def fetch_async(cls, queue_or_queues: Any, rpc: UserRPC | None = None) -> UserRPC:
+        return (rpc or UserRPC())._run(lambda: cls.fetch(queue_or_queues))
+
+    @classmethod
+    @transient_on_database_errors
+    def _fetch_one(cls, queue: Queue) -> QueueStatistics:
+        config = queue.config
+        alias = taskqueue_settings.DATABASE
+        now = clock.now()
+        minute = now - datetime.timedelta(minutes=1)
+        hour = now - datetime.timedelta(hours=1)
+        records = TaskRecord.objects.using(alias).filter(queue_name=queue.name)
+        live = records.filter(state__in=(TaskState.QUEUED, TaskState.RUNNING)).aggregate(
+            tasks=Count("id"),
+            oldest=Min("eta", filter=Q(state=TaskState.QUEUED)),
+            running=Count("id", filter=Q(state=TaskState.RUNNING)),
+            leased=Count("id", filter=Q(method="PULL", leased_at__isnull=False, eta__gt=now)),
+        )
+        recent = records.filter(leased_at__gte=hour).aggregate(
+            hour=Count("id"), minute=Count("id", filter=Q(leased_at__gte=minute))
+        )
+        failed = records.filter(state=TaskState.FAILED, finished_at__gte=hour).aggregate(
+            hour=Count("id"), minute=Count("id", filter=Q(finished_at__gte=minute))
+        )
+        state = QueueState.objects.using(alias).filter(name=queue.name).first()
+        oldest = live["oldest"]
+        return cls(
+            queue,
+            tasks=live["tasks"],
+            oldest_eta_usec=int(round(oldest.timestamp() * 1_000_000)) if oldest else None,
+            executed_last_minute=recent["minute"],
+            in_flight=live["running"] if config.is_push else None,
+            enforced_rate=(state.enforced_rate if state else None) if config.is_push else None,
+            executed_last_hour=recent["hour"],
+            leased=live["leased"] if config.is_pull else None,
+            failed_last_minute=failed["minute"],
+            failed_last_hour=failed["hour"],
+            paused=config.paused_by_config or bool(state and state.paused),
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"QueueStatistics(queue={self.queue.name!r}, tasks={self.tasks}, "
+            f"oldest_eta_usec={self.oldest_eta_usec}, "
+            f"executed_last_minute={self.executed_last_minute}, in_flight={self.in_flight}, "
+            f"enforced_rate={self.enforced_rate})"
+        )
+
+
+def _as_queue(item: Queue | str) -> Queue:
+    from .taskqueue import Queue
+
+    return item if isinstance(item, Queue) else Queue(item)

@@ -1,0 +1,475 @@
+"""`Task` and `TaskRetryOptions`: one task's request or payload, validated as App Engine does."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import secrets
+import urllib.parse
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from django.utils import timezone
+
+from . import clock
+from .exceptions import (
+    InvalidEtaError,
+    InvalidTagError,
+    InvalidTaskError,
+    InvalidTaskNameError,
+    InvalidTaskRetryOptionsError,
+    InvalidUrlError,
+    TaskTooLargeError,
+)
+from .limits import (
+    DEFAULT_QUEUE,
+    MAX_COUNTDOWN_SECONDS,
+    MAX_PULL_TASK_SIZE_BYTES,
+    MAX_PUSH_TASK_SIZE_BYTES,
+    MAX_TAG_LENGTH,
+    MAX_URL_LENGTH,
+    TASK_NAME_RE,
+)
+
+if TYPE_CHECKING:
+    from .rpc import UserRPC
+
+_PUSH_METHODS = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PULL"})
+
+
+class _DefaultAppVersion:
+    """The `target` that means "the version that runs the worker" (in-process delivery)."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT_APP_VERSION"
+
+
+DEFAULT_APP_VERSION = _DefaultAppVersion()
+
+
+# -- retry options ---------------------------------------------------------------------------
+
+
+class TaskRetryOptions:
+    """The retry options of one task; a task that sets any of them ignores its queue's."""
+
+    _NAMES = (
+        "min_backoff_seconds",
+        "max_backoff_seconds",
+        "task_age_limit",
+        "max_doublings",
+        "task_retry_limit",
+    )
+
+    def __init__(self, **kwargs: Any):
+        unknown = set(kwargs) - set(self._NAMES)
+        if unknown:
+            raise TypeError(f"Invalid arguments: {', '.join(sorted(unknown))}")
+        values = {name: kwargs.get(name) for name in self._NAMES}
+        for name, value in values.items():
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidTaskRetryOptionsError(f"{name} must be a number")
+            if value < 0:
+                raise InvalidTaskRetryOptionsError(f"{name} must be at least 0")
+        low, high = values["min_backoff_seconds"], values["max_backoff_seconds"]
+        if low is not None and high is not None and high < low:
+            raise InvalidTaskRetryOptionsError(
+                "max_backoff_seconds must be at least min_backoff_seconds"
+            )
+        if values["task_age_limit"] is not None:
+            values["task_age_limit"] = int(math.ceil(values["task_age_limit"]))
+        for name in ("max_doublings", "task_retry_limit"):
+            if values[name] is not None:
+                values[name] = int(values[name])
+        self._values = values
+
+    min_backoff_seconds = property(lambda self: self._values["min_backoff_seconds"])
+    max_backoff_seconds = property(lambda self: self._values["max_backoff_seconds"])
+    task_age_limit = property(lambda self: self._values["task_age_limit"])
+    max_doublings = property(lambda self: self._values["max_doublings"])
+    task_retry_limit = property(lambda self: self._values["task_retry_limit"])
+
+    def to_dict(self) -> dict[str, int | float]:
+        """Return the options that are set, as stored with the task."""
+        return {k: v for k, v in self._values.items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, options: Mapping[str, Any] | None) -> TaskRetryOptions | None:
+        return cls(**options) if options else None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TaskRetryOptions) and other._values == self._values
+
+    def __repr__(self) -> str:
+        set_options = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
+        return f"TaskRetryOptions({set_options})"
+
+
+# -- tasks -----------------------------------------------------------------------------------
+
+
+def _parse_relative_url(url: str) -> tuple[str, str]:
+    """Split a relative url into path and query, as App Engine validates it."""
+    if not url:
+        return "", ""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme or parts.netloc:
+        raise InvalidUrlError("Task URL must be relative; it may not name a scheme or host")
+    if parts.fragment:
+        raise InvalidUrlError("Task URL may not have a fragment")
+    if not parts.path.startswith("/"):
+        raise InvalidUrlError("Task URL must start with a slash")
+    if len(parts.path) > MAX_URL_LENGTH:
+        raise InvalidUrlError(f"Task URL path must be at most {MAX_URL_LENGTH} characters")
+    return parts.path, parts.query
+
+
+def _encode_params(params: Mapping[str, Any]) -> str:
+    pairs: list[tuple[Any, Any]] = []
+    for key, value in params.items():
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            pairs.append((key, value))
+        else:
+            pairs.extend((key, v) for v in value)
+    return urllib.parse.urlencode(pairs)
+
+
+def _header_items(headers: Mapping[str, Any]) -> list[list[str]]:
+    items = []
+    for key, value in headers.items():
+        if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+            values = [value]
+        else:
+            values = list(value)
+        for v in values:
+            items.append([str(key), v.decode() if isinstance(v, bytes) else str(v)])
+    return items
+
+
+def _aware(eta: datetime.datetime) -> datetime.datetime:
+    if timezone.is_naive(eta):
+        # A naive ETA is in Django's current time zone, as everywhere else in Django.
+        eta = timezone.make_aware(eta, timezone.get_current_timezone())
+    return eta.astimezone(datetime.UTC)
+
+
+def _check_eta(eta: datetime.datetime, now: datetime.datetime) -> None:
+    if (eta - now).total_seconds() > MAX_COUNTDOWN_SECONDS:
+        raise InvalidEtaError("ETA too far in the future: at most 30 days ahead")
+
+
+def _new_task_name() -> str:
+    # Random and non-sequential: sequential names crowd one end of the name index.
+    return secrets.token_hex(16)
+
+
+class Task:
+    """One task: an HTTP request for a push queue, or a payload for a pull queue.
+
+    Raises `InvalidTaskError` (or a subclass) on invalid arguments, `TaskTooLargeError` when
+    the task is larger than its queue kind allows, `InvalidEtaError` for an ETA more than
+    30 days ahead, and `InvalidTagError` for a tag longer than `MAX_TAG_LENGTH`.
+    """
+
+    __CONSTRUCTOR_KWARGS = frozenset(
+        {
+            "countdown",
+            "eta",
+            "headers",
+            "method",
+            "name",
+            "params",
+            "retry_options",
+            "tag",
+            "target",
+            "url",
+            "_size_check",
+        }
+    )
+
+    def __init__(self, payload: bytes | str | None = None, **kwargs: Any):
+        unknown = set(kwargs) - self.__CONSTRUCTOR_KWARGS
+        if unknown:
+            raise TypeError(f"Invalid arguments: {', '.join(sorted(unknown))}")
+
+        method = str(kwargs.get("method") or "POST").upper()
+        if method not in _PUSH_METHODS and method != "PULL":
+            raise InvalidTaskError(f"Invalid method: {method}")
+
+        name = kwargs.get("name")
+        if name is not None and (not isinstance(name, str) or not TASK_NAME_RE.fullmatch(name)):
+            raise InvalidTaskNameError(
+                f"Task name does not match expression {TASK_NAME_RE.pattern!r}; found {name!r}"
+            )
+
+        headers: dict[str, Any] = {}
+        for key, value in (kwargs.get("headers") or {}).items():
+            # App Engine drops X-AppEngine-* headers supplied by the caller: the queue sets
+            # its own, and handlers trust them.
+            if not str(key).lower().startswith("x-appengine-"):
+                headers[key] = value
+        lower_headers = {k.lower() for k in headers}
+
+        if payload is not None and not isinstance(payload, (bytes, str)):
+            raise InvalidTaskError("payload must be bytes or str")
+        if isinstance(payload, str):
+            payload = payload.encode("utf-8")
+            if method != "PULL" and "content-type" not in lower_headers:
+                headers["Content-Type"] = "text/plain; charset=utf-8"
+
+        url = kwargs.get("url") or ""
+        if not isinstance(url, str):
+            raise InvalidUrlError("url must be a string")
+        path, query = _parse_relative_url(url)
+
+        params = kwargs.get("params") or {}
+        if params and query:
+            raise InvalidTaskError("Query string in url and params given; use one of them")
+        if method in _BODY_METHODS and method != "PUT":
+            if query and method == "POST":
+                raise InvalidTaskError("POST url may not have a query string; use params")
+            if params:
+                if payload is not None:
+                    raise InvalidTaskError("Message body and params given; use one of them")
+                payload = _encode_params(params).encode("ascii")
+                if method == "POST" and "content-type" not in {k.lower() for k in headers}:
+                    headers["Content-Type"] = "application/x-www-form-urlencoded"
+        elif params:
+            query = _encode_params(params)
+        if payload is not None and method not in _BODY_METHODS:
+            raise InvalidTaskError(
+                f"Payload may only be given for POST, PUT and PULL tasks, not {method}"
+            )
+
+        target = kwargs.get("target")
+        tag = kwargs.get("tag")
+        if method == "PULL":
+            if url:
+                raise InvalidTaskError("url must not be given for pull tasks")
+            if headers:
+                raise InvalidTaskError("headers must not be given for pull tasks")
+            if target is not None:
+                raise InvalidTaskError("target must not be given for pull tasks")
+        else:
+            if tag is not None:
+                raise InvalidTaskError("tag can only be specified for pull tasks")
+            if target is not None and "host" in {k.lower() for k in headers}:
+                raise InvalidTaskError("A task may not have both a target and a Host header")
+        if isinstance(tag, bytes):
+            tag = tag.decode("utf-8")
+        if tag is not None and not isinstance(tag, str):
+            raise InvalidTaskError("tag must be a string")
+        if target is not None and target is not DEFAULT_APP_VERSION and not isinstance(target, str):
+            raise InvalidTaskError("target must be a string")
+
+        countdown, eta = kwargs.get("countdown"), kwargs.get("eta")
+        now = clock.now()
+        if countdown is not None and eta is not None:
+            raise InvalidTaskError("Cannot use a countdown and ETA together")
+        if countdown is not None:
+            if isinstance(countdown, bool) or not isinstance(countdown, (int, float)):
+                raise InvalidTaskError("countdown must be a number of seconds")
+            eta = now + datetime.timedelta(seconds=countdown)
+        elif eta is not None:
+            if not isinstance(eta, datetime.datetime):
+                raise InvalidTaskError("eta must be a datetime.datetime")
+            eta = _aware(eta)
+        else:
+            eta = now
+        _check_eta(eta, now)
+
+        retry_options = kwargs.get("retry_options")
+        if retry_options is not None and not isinstance(retry_options, TaskRetryOptions):
+            raise InvalidTaskError("retry_options must be a TaskRetryOptions")
+
+        self._method = method
+        self._name = name
+        self._payload = payload
+        self._headers = headers
+        self._path = path
+        self._query = query
+        self._eta = eta
+        self._tag = tag
+        self._target = target
+        self._retry_options = retry_options
+        self._queue_name: str | None = None
+        self._retry_count = 0
+        self._execution_count = 0
+        self._was_enqueued = False
+        self._was_deleted = False
+        self._stored_url: str | None = None
+        #: Dispatch priority among due tasks of a queue (used by the Django Tasks backend).
+        self._priority = 0
+
+        if kwargs.get("_size_check", True):
+            if tag is not None and len(tag) > MAX_TAG_LENGTH:
+                raise InvalidTagError(f"Tag must be at most {MAX_TAG_LENGTH} characters")
+            limit = MAX_PULL_TASK_SIZE_BYTES if method == "PULL" else MAX_PUSH_TASK_SIZE_BYTES
+            if self.size > limit:
+                raise TaskTooLargeError(f"Task size {self.size} is larger than {limit} bytes")
+
+    @classmethod
+    def _restore(cls, queue_name: str, row: Mapping[str, Any]) -> Task:
+        """Rebuild a task read from the database."""
+        task = cls.__new__(cls)
+        url = row.get("url") or ""
+        path, _, query = url.partition("?")
+        payload = row.get("payload")
+        task._method = row.get("method", "PULL")
+        task._name = row["name"]
+        task._payload = bytes(payload) if payload is not None else None
+        task._headers = {}
+        for key, value in row.get("headers") or []:
+            if key in task._headers:
+                previous = task._headers[key]
+                task._headers[key] = (previous if isinstance(previous, list) else [previous]) + [
+                    value
+                ]
+            else:
+                task._headers[key] = value
+        task._path = path
+        task._query = query
+        task._eta = row["eta"]
+        task._tag = row.get("tag")
+        task._target = row.get("target")
+        task._retry_options = TaskRetryOptions.from_dict(row.get("retry_options"))
+        task._queue_name = queue_name
+        task._retry_count = row.get("retry_count", 0)
+        task._execution_count = row.get("execution_count", 0)
+        task._was_enqueued = True
+        task._was_deleted = False
+        task._stored_url = url
+        task._priority = row.get("priority", 0)
+        return task
+
+    # -- properties, as App Engine's -------------------------------------------------------
+
+    @property
+    def name(self) -> str | None:
+        return self._name
+
+    @property
+    def payload(self) -> bytes | None:
+        return self._payload
+
+    @property
+    def eta(self) -> datetime.datetime:
+        """When the task is due, as an aware UTC datetime; for a leased task, its lease expiry."""
+        return self._eta
+
+    @property
+    def eta_posix(self) -> float:
+        return self._eta.timestamp()
+
+    @property
+    def _eta_usec(self) -> int:
+        return int(round(self._eta.timestamp() * 1_000_000))
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        return dict(self._headers)
+
+    @property
+    def method(self) -> str:
+        return self._method
+
+    @property
+    def url(self) -> str:
+        """The relative url; '' (plus any query) when the task uses its queue's default url."""
+        if self._stored_url is not None:
+            return self._stored_url
+        return self._path + (f"?{self._query}" if self._query else "")
+
+    @property
+    def on_queue_url(self) -> bool:
+        return not self._path
+
+    @property
+    def queue_name(self) -> str | None:
+        return self._queue_name
+
+    @property
+    def retry_count(self) -> int:
+        """Previous attempts of a push task; leases so far (this one included) of a pull task."""
+        return self._retry_count
+
+    @property
+    def retry_options(self) -> TaskRetryOptions | None:
+        return self._retry_options
+
+    @property
+    def size(self) -> int:
+        """The size App Engine counts against the limits: method, payload, url and headers."""
+        headers = sum(len(k) + len(v) + 4 for k, v in _header_items(self._headers))
+        return len(self._method) + len(self._payload or b"") + len(self.url) + headers
+
+    @property
+    def tag(self) -> str | None:
+        return self._tag
+
+    @property
+    def target(self) -> Any:
+        return self._target
+
+    @property
+    def was_enqueued(self) -> bool:
+        return self._was_enqueued
+
+    @property
+    def was_deleted(self) -> bool:
+        return self._was_deleted
+
+    def extract_params(self) -> dict[str, Any]:
+        """Return the task's parameters: from the payload (POST, PULL) or the url query.
+
+        Repeated keys give lists; raises ValueError on a payload that is not form-encoded.
+        """
+        if self._method in ("POST", "PULL"):
+            data = (self._payload or b"").decode("utf-8")
+        else:
+            data = self.url.partition("?")[2]
+        if not data:
+            return {}
+        result: dict[str, Any] = {}
+        for key, value in urllib.parse.parse_qsl(data, keep_blank_values=True, strict_parsing=True):
+            if key in result:
+                previous = result[key]
+                result[key] = (previous if isinstance(previous, list) else [previous]) + [value]
+            else:
+                result[key] = value
+        return result
+
+    def add(self, queue_name: str = DEFAULT_QUEUE, transactional: bool = False) -> Task:
+        """Add this task to the queue `queue_name` and return it."""
+        from .taskqueue import Queue
+
+        return Queue(queue_name).add(self, transactional=transactional)
+
+    def add_async(
+        self,
+        queue_name: str = DEFAULT_QUEUE,
+        transactional: bool = False,
+        rpc: UserRPC | None = None,
+    ) -> UserRPC:
+        from .taskqueue import Queue
+
+        return Queue(queue_name).add_async(self, transactional=transactional, rpc=rpc)
+
+    async def aadd(self, queue_name: str = DEFAULT_QUEUE, transactional: bool = False) -> Task:
+        from .taskqueue import Queue
+
+        return await Queue(queue_name).aadd(self, transactional=transactional)
+
+    # -- storage ---------------------------------------------------------------------------
+
+    def _stored_headers(self) -> list[list[str]]:
+        return _header_items(self._headers)
+
+    def __repr__(self) -> str:
+        return (
+            f"Task<name={self._name!r} queue={self._queue_name!r} method={self._method} "
+            f"eta={self._eta.isoformat()}>"
+        )
