@@ -37,8 +37,26 @@ def _count(**filters):
     return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
 
 
+class _ReadMostlyAdmin(admin.ModelAdmin):
+    """Rows are shown, never added, edited in a form or deleted: actions make every change."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        # Deleting a task row would free its name early; the delete action tombstones it.
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        # The change list's actions need the permission; a row's own page is read-only.
+        return obj is None and super().has_change_permission(request)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).using(taskqueue_settings.DATABASE)
+
+
 @admin.register(QueueState)
-class QueueAdmin(admin.ModelAdmin):
+class QueueAdmin(_ReadMostlyAdmin):
     list_display = (
         "name",
         "mode",
@@ -56,15 +74,6 @@ class QueueAdmin(admin.ModelAdmin):
     actions = ("pause", "resume", "purge", "run_now", "retry_failed")
     readonly_fields = ("name", "paused", "tokens", "tokens_at", "enforced_rate", "updated_at")
     ordering = ("name",)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return obj is None and super().has_change_permission(request)
 
     def get_queryset(self, request):
         configs = all_queue_configs()
@@ -85,7 +94,6 @@ class QueueAdmin(admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
-            .using(taskqueue_settings.DATABASE)
             .filter(name__in=list(configs))
             .annotate(
                 waiting=_count(state=TaskState.QUEUED, eta__lte=now),
@@ -189,7 +197,7 @@ class QueueAdmin(admin.ModelAdmin):
 
 
 @admin.register(TaskRecord)
-class TaskAdmin(admin.ModelAdmin):
+class TaskAdmin(_ReadMostlyAdmin):
     list_display = (
         "name",
         "queue_name",
@@ -226,20 +234,6 @@ class TaskAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f for row in self.fields for f in (row if isinstance(row, tuple) else (row,))]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        # Deleting a row would free its name; the delete action tombstones it instead.
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        # A task is viewed, never edited in a form; the list's actions need the permission.
-        return obj is None and super().has_change_permission(request)
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).using(taskqueue_settings.DATABASE)
 
     @admin.display(description=_("headers"))
     def headers_display(self, obj):
