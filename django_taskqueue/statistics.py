@@ -23,7 +23,8 @@ class QueueStatistics:
     `tasks`: live tasks (waiting, leased or running). `oldest_eta_usec`: the earliest ETA of
     a waiting task, or None. `executed_last_minute`: attempts started (push) or leases taken
     (pull) in the last minute. `in_flight`: push tasks running now. `enforced_rate`: the rate
-    the workers last measured dispatching (tasks/s), None before any worker served the queue.
+    the workers have been dispatching at (tasks/s, over about the last 10 seconds), None
+    before any worker served the queue.
     Extensions: `executed_last_hour`, `leased` (pull tasks under a live lease),
     `failed_last_minute`, `failed_last_hour`, `paused`.
     """

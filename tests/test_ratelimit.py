@@ -1,10 +1,16 @@
 """The token bucket arithmetic (pure functions, no database)."""
 
 import datetime
+import math
 
 import pytest
 
-from django_taskqueue.dispatch.ratelimit import available, refill, seconds_until_token
+from django_taskqueue.dispatch.ratelimit import (
+    available,
+    measured_rate,
+    refill,
+    seconds_until_token,
+)
 
 T0 = datetime.datetime(2025, 1, 15, 12, 0, tzinfo=datetime.UTC)
 
@@ -69,3 +75,23 @@ class TestSecondsUntilToken:
             tokens = refill(tokens, now, now + datetime.timedelta(seconds=wait), 20.0, 1)
             now += datetime.timedelta(seconds=wait)
         assert (now - T0).total_seconds() == pytest.approx(59 / 20)
+
+
+class TestMeasuredRate:
+    def test_first_dispatches(self):
+        assert measured_rate(None, None, T0, 5) == pytest.approx(0.5)
+
+    def test_steady_dispatch_reads_as_its_rate(self):
+        rate, at = None, None
+        for step in range(600):  # 4 tasks every 0.5 s for five minutes: 8/s
+            now = T0 + datetime.timedelta(seconds=step * 0.5)
+            rate, at = measured_rate(rate, at, now, 4), now
+        # Read just after a dispatch, it is a little high (8.2); between dispatches it averages 8.
+        assert rate == pytest.approx(8.0, rel=0.03)
+
+    def test_an_idle_queue_falls_towards_zero(self):
+        rate = measured_rate(8.0, T0, T0 + datetime.timedelta(seconds=60), 0)
+        assert rate == pytest.approx(8.0 * math.exp(-6))
+
+    def test_a_clock_behind_does_not_inflate_it(self):
+        assert measured_rate(2.0, T0, T0 - datetime.timedelta(seconds=5), 0) == 2.0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -514,7 +515,8 @@ class TestClaims:
         frozen_clock.advance(0.4)
         assert len(claim_now("default", frozen_clock).tasks) == 2
         state = QueueState.objects.get(name="default")
-        assert state.enforced_rate == 5.0
+        # Five tasks, then two 0.4 s later, with a 10 s time constant.
+        assert state.enforced_rate == pytest.approx(0.5 * math.exp(-0.04) + 0.2)
         assert state.tokens == pytest.approx(0.0)
 
     def test_claim_marks_running_with_a_lease(self, frozen_clock):
@@ -571,7 +573,7 @@ class TestStatistics:
         stats = Queue("default").fetch_statistics()
         assert stats.executed_last_minute == 3
         assert stats.in_flight == 0
-        assert stats.enforced_rate == 5.0
+        assert stats.enforced_rate == pytest.approx(0.3)  # 3 tasks just now, over 10 s
 
 
 # -- sweeps ---------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ transaction that
    then oldest ETA first;
 5. marks them RUNNING: `eta` becomes the claim's lease expiry (deadline + margin), `worker_id`,
    `leased_at` and `first_attempt_at` are set;
-6. writes the bucket back, with the queue's `enforced_rate`.
+6. writes the bucket back, with the queue's measured dispatch rate (`enforced_rate`).
 
 The lease is what makes a SIGKILL harmless: a task whose worker died stays RUNNING until its
 lease expires, and the rescuer sweep then queues it again (`sweeps.Rescuer`).
@@ -194,10 +194,12 @@ def _claim_locked(
         if throttled:
             wait_seconds = ratelimit.seconds_until_token(tokens, config.rate or 0.0)
         # Written on every claim, empty or not: a level only means something with the time
-        # it was computed at.
+        # it was computed at. The dispatch rate decays from the same time.
+        state.enforced_rate = ratelimit.measured_rate(
+            state.enforced_rate, state.tokens_at, now, len(rows)
+        )
         state.tokens = tokens
         state.tokens_at = now
-        state.enforced_rate = config.rate
         state.updated_at = now
         state.save(update_fields=["tokens", "tokens_at", "enforced_rate", "updated_at"])
     return rows, wait_seconds, throttled

@@ -44,3 +44,28 @@ def seconds_until_token(tokens: float, rate: float) -> float | None:
     if rate <= 0:
         return None
     return (1.0 - tokens) / rate
+
+
+#: How far back the measured dispatch rate looks, roughly (the decay's time constant).
+RATE_TIME_CONSTANT_SECONDS = 10.0
+
+
+def measured_rate(
+    rate: float | None,
+    rate_at: datetime.datetime | None,
+    now: datetime.datetime,
+    dispatched: int,
+    time_constant: float = RATE_TIME_CONSTANT_SECONDS,
+) -> float:
+    """Return the queue's dispatch rate after `dispatched` more tasks at `now` (tasks/s).
+
+    An exponentially decaying count: each dispatch adds `1 / time_constant` and the sum decays
+    by `exp(-elapsed / time_constant)`, so tasks dispatched steadily at r per second read as r,
+    and an idle queue's figure falls towards 0. It needs one number and one time, which the
+    claim already writes to the queue's row under its lock: no extra write per task.
+    """
+    previous = 0.0
+    if rate is not None and rate_at is not None:
+        elapsed = max(0.0, (now - rate_at).total_seconds())
+        previous = rate * math.exp(-elapsed / time_constant)
+    return previous + dispatched / time_constant
