@@ -28,5 +28,6 @@ urlpatterns = [
     path("queues/<str:queue>/delete/", views.DeleteBatchView.as_view(), name="delete-batch"),
     path("schema/", schema.SchemaView.as_view(), name="schema"),
     path("schema/docs/", schema.SchemaDocsView.as_view(), name="schema-docs"),
+    path("schema/docs/redoc.js", schema.redoc_script, name="schema-docs-script"),
     re_path(r"^.*$", views.NotFoundView.as_view(), name="not-found"),
 ]
