@@ -17,6 +17,10 @@ twice. A signed request is accepted only if
   attempt is the one a worker is making now. Once the attempt ends (success, retry, failure,
   deletion) the same signature is refused.
 
+A request the worker runs in its own process through Django's handler never crossed a network:
+the worker puts its `TaskRequest` object in the WSGI environ (`IN_PROCESS_ENVIRON_KEY`), where
+no client can put one, and it is trusted without the database check.
+
 `TaskHeaderMiddleware` strips every `X-AppEngine-*` header (and the signature) from a request
 that fails these checks, so code that trusts `X-AppEngine-QueueName`, as App Engine code does,
 stays safe. `task_view` answers 403 to anything but a signed task request and exempts task
@@ -48,6 +52,11 @@ SIGNATURE_HEADER = "X-TaskQueue-Signature"
 _SIGNATURE_META = "HTTP_X_TASKQUEUE_SIGNATURE"
 _APPENGINE_META_PREFIX = "HTTP_X_APPENGINE_"
 _VERSION = "v1"
+
+#: WSGI environ key under which the worker hands an in-process attempt its `TaskRequest`.
+#: Only code in the worker's own process can put an object there (a server puts strings,
+#: and a client's headers become HTTP_* keys), so such a request needs no database check.
+IN_PROCESS_ENVIRON_KEY = "django_taskqueue.task_request"
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,9 @@ def verify(request: HttpRequest) -> TaskRequest | None:
     Checks the HMAC (current and fallback keys), the age of the timestamp and that the
     attempt named is the one running now (see the module docstring).
     """
+    in_process = request.META.get(IN_PROCESS_ENVIRON_KEY)
+    if isinstance(in_process, TaskRequest):
+        return in_process
     value = request.META.get(_SIGNATURE_META)
     if not value:
         return None

@@ -4,6 +4,7 @@ import pytest
 from django.http import HttpResponse
 from django.test import RequestFactory, override_settings
 
+from django_taskqueue import security
 from django_taskqueue.models import TaskRecord, TaskState
 from django_taskqueue.security import (
     SIGNATURE_HEADER,
@@ -122,6 +123,25 @@ class TestMiddleware:
         assert request.seen["X-Appengine-Queuename"] == "default"
         assert request.seen["X-Appengine-Taskretrycount"] == "2"
         assert request.taskqueue_task.task_id == running_task.id
+
+    def test_only_an_in_process_object_is_trusted_without_a_signature(self, rf):
+        # What a server or a client can put in the environ is a string: not trusted.
+        request = rf.get(
+            "/",
+            HTTP_X_APPENGINE_QUEUENAME="default",
+            **{security.IN_PROCESS_ENVIRON_KEY: "default:evil:1:1"},
+        )
+        TaskHeaderMiddleware(self.view)(request)
+        assert request.seen == {}
+        assert request.taskqueue_task is None
+        # The worker's own in-process request carries the object itself.
+        attempt = security.TaskRequest("default", "t", 7, 1)
+        request = rf.get(
+            "/", HTTP_X_APPENGINE_QUEUENAME="default", **{security.IN_PROCESS_ENVIRON_KEY: attempt}
+        )
+        TaskHeaderMiddleware(self.view)(request)
+        assert request.seen == {"X-Appengine-Queuename": "default"}
+        assert request.taskqueue_task is attempt
 
     def test_plain_requests_pass_untouched(self, rf):
         request = rf.get("/", HTTP_X_OTHER="kept")

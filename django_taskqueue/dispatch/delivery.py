@@ -342,6 +342,10 @@ class Deliverer:
             "wsgi.multithread": True,
             "wsgi.multiprocess": True,
             "wsgi.run_once": False,
+            # Proof of origin no client can forge, sparing the handler's middleware a query.
+            security.IN_PROCESS_ENVIRON_KEY: security.TaskRequest(
+                task.queue_name, task.name, task.id, task.attempt
+            ),
         }
         for key, value in task_headers(task).items():
             name = key.upper().replace("-", "_")
