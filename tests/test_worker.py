@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -293,6 +294,72 @@ class TestDirectCalls:
         broken = row("broken")
         assert broken.state == TaskState.QUEUED
         assert "ValueError: bad" in broken.errors[0]["traceback"]
+
+
+class TestPrefetch:
+    """One claim takes several tasks per free slot; unstarted ones go back when they must."""
+
+    @pytest.fixture(autouse=True)
+    def handlers(self, frozen_clock):
+        self.ran = []
+
+        def record(call):
+            self.ran.append(call.task_name)
+
+        def slow(call):
+            # Takes all of the lease's margin: the tasks behind it can no longer be started.
+            self.ran.append(call.task_name)
+            frozen_clock.advance(taskqueue_settings.LEASE_MARGIN_SECONDS + 1)
+
+        def stop(call):
+            self.ran.append(call.task_name)
+            self.worker.stop()
+
+        paths = {"/p/record": record, "/p/slow": slow, "/p/stop": stop}
+        for path, handler in paths.items():
+            direct.register(path, handler)
+        yield
+        for path in paths:
+            direct._handlers.pop(path)
+
+    def add(self, names, url="/p/record"):
+        for i, name in enumerate(names):
+            Queue("fast").add(Task(name=name, url=url, countdown=-100 + i))
+
+    def test_one_claim_serves_several_attempts(self, frozen_clock):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        self.add([f"t{i}" for i in range(10)])
+        self.worker = Worker(["fast"], burst=True, prefetch=5, run_sweeps=False)
+        with CaptureQueriesContext(connection) as queries:
+            assert self.worker.run() == 10
+        assert self.ran == [f"t{i}" for i in range(10)]
+        # Each claim marks its tasks RUNNING in one UPDATE: two claims of five.
+        marks = re.compile(r"SET [`\"]state[`\"] = 'running'")
+        assert sum(bool(marks.search(q["sql"])) for q in queries.captured_queries) == 2
+
+    def test_unstarted_tasks_go_back_when_the_worker_stops(self, frozen_clock):
+        self.add(["first"], url="/p/stop")
+        self.add(["second", "third"])
+        self.worker = Worker(["fast"], prefetch=5, run_sweeps=False)
+        assert self.worker.run() == 1
+        assert self.ran == ["first"]
+        for name in ("second", "third"):
+            waiting = row(name, "fast")
+            assert (waiting.state, waiting.worker_id) == (TaskState.QUEUED, None)
+            assert waiting.execution_count == 0
+        assert row("first", "fast").state == TaskState.SUCCEEDED
+
+    def test_a_task_whose_lease_ran_short_goes_back_unrun(self, frozen_clock):
+        self.add(["slow"], url="/p/slow")
+        self.add(["behind"])
+        self.worker = Worker(["fast"], burst=True, prefetch=5, run_sweeps=False)
+        self.worker.run()
+        # "behind" was released, claimed again by the next round, and then ran.
+        assert self.ran == ["slow", "behind"]
+        assert row("behind", "fast").state == TaskState.SUCCEEDED
+        assert row("behind", "fast").retry_count == 0
 
 
 # -- the retry schedule of reference §4.4, through the worker --------------------------------

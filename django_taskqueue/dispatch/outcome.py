@@ -112,6 +112,45 @@ def record_success(
     )
 
 
+def record_successes(
+    alias: str,
+    worker_id: str,
+    done: list[tuple[int, datetime.datetime | None, int | None]],
+    *,
+    now: datetime.datetime,
+) -> set[int]:
+    """Mark claimed tasks SUCCEEDED, one UPDATE per (claim, status code); return the ids written.
+
+    `done` holds (task id, the claim's leased_at, status code). A task deleted, purged or
+    rescued since its claim is not ours any more and is left alone.
+    """
+    groups: dict[tuple[Any, Any], list[int]] = {}
+    for task_id, leased_at, status_code in done:
+        groups.setdefault((leased_at, status_code), []).append(task_id)
+    recorded: set[int] = set()
+    tasks = TaskRecord.objects.using(alias)
+    for (leased_at, status_code), ids in groups.items():
+        ours = tasks.filter(
+            id__in=ids, state=TaskState.RUNNING, worker_id=worker_id, leased_at=leased_at
+        )
+        written = ours.update(
+            state=TaskState.SUCCEEDED,
+            finished_at=now,
+            last_response_code=status_code,
+            execution_count=F("execution_count") + 1,
+        )
+        if written == len(ids):
+            recorded.update(ids)
+        elif written:
+            # Some were taken from us meanwhile (rare): find out which were written.
+            recorded.update(
+                tasks.filter(
+                    id__in=ids, state=TaskState.SUCCEEDED, worker_id=worker_id, finished_at=now
+                ).values_list("id", flat=True)
+            )
+    return recorded
+
+
 def record_failure(
     rows: Any,
     *,

@@ -40,6 +40,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--concurrency", type=_positive_int, default=1, help="Attempts run at once."
         )
+        parser.add_argument(
+            "--prefetch",
+            type=_positive_int,
+            default=20,
+            help="Tasks claimed per free slot in one claim, run one after another.",
+        )
         parser.add_argument("--burst", action="store_true", help="Run every due task, then exit.")
         parser.add_argument(
             "--max-tasks", type=_positive_int, default=None, help="Exit after this many tasks."
@@ -61,6 +67,7 @@ class Command(BaseCommand):
             worker = Worker(
                 options["queues"],
                 concurrency=options["concurrency"],
+                prefetch=options["prefetch"],
                 burst=options["burst"],
                 max_tasks=options["max_tasks"],
                 worker_id=worker_id,
