@@ -13,6 +13,7 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
+from django.db import transaction
 from django.db.models import F
 
 from .. import exceptions
@@ -129,26 +130,40 @@ def record_successes(
         groups.setdefault((leased_at, status_code), []).append(task_id)
     recorded: set[int] = set()
     tasks = TaskRecord.objects.using(alias)
-    for (leased_at, status_code), ids in groups.items():
-        ours = tasks.filter(
-            id__in=ids, state=TaskState.RUNNING, worker_id=worker_id, leased_at=leased_at
-        )
-        written = ours.update(
-            state=TaskState.SUCCEEDED,
-            finished_at=now,
-            last_response_code=status_code,
-            execution_count=F("execution_count") + 1,
-        )
-        if written == len(ids):
-            recorded.update(ids)
-        elif written:
-            # Some were taken from us meanwhile (rare): find out which were written.
-            recorded.update(
-                tasks.filter(
-                    id__in=ids, state=TaskState.SUCCEEDED, worker_id=worker_id, finished_at=now
-                ).values_list("id", flat=True)
-            )
+    # One transaction: one commit for the whole batch, whatever the number of groups.
+    with transaction.atomic(using=alias):
+        for (leased_at, status_code), ids in groups.items():
+            recorded |= _record_group(tasks, worker_id, ids, leased_at, status_code, now)
     return recorded
+
+
+def _record_group(
+    tasks: Any,
+    worker_id: str,
+    ids: list[int],
+    leased_at: datetime.datetime | None,
+    status_code: int | None,
+    now: datetime.datetime,
+) -> set[int]:
+    ours = tasks.filter(
+        id__in=ids, state=TaskState.RUNNING, worker_id=worker_id, leased_at=leased_at
+    )
+    written = ours.update(
+        state=TaskState.SUCCEEDED,
+        finished_at=now,
+        last_response_code=status_code,
+        execution_count=F("execution_count") + 1,
+    )
+    if written == len(ids):
+        return set(ids)
+    if not written:
+        return set()
+    # Some were taken from us meanwhile (rare): find out which were written.
+    return set(
+        tasks.filter(
+            id__in=ids, state=TaskState.SUCCEEDED, worker_id=worker_id, finished_at=now
+        ).values_list("id", flat=True)
+    )
 
 
 def record_failure(
