@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from django.db import IntegrityError, connections, transaction
@@ -96,20 +97,29 @@ class Operations:
 
     def prepared_rows(self, rows: Sequence[TaskRow]) -> list[tuple[Any, ...]]:
         """Convert rows to database parameters with each model field's own adaptation."""
-        fields = [TaskRecord._meta.get_field(column) for column in INSERT_COLUMNS]
         connection = self.connection
+        # A text column's adaptation returns a str or None unchanged, so those skip the field
+        # call; every other column (JSON, bytes, datetimes, and integers, which psycopg 3 types)
+        # goes through its field. This halves the cost of preparing a row (bench/ab.py).
         return [
             tuple(
-                f.get_db_prep_save(value, connection)
-                for f, value in zip(fields, row.values(), strict=True)
+                value
+                if text and (value is None or isinstance(value, str))
+                else column.get_db_prep_save(value, connection)
+                for (column, text), value in zip(_insert_fields(), row.values(), strict=True)
             )
             for row in rows
         ]
 
     def insert_sql(self, count: int) -> str:
-        columns = ", ".join(self.connection.ops.quote_name(c) for c in INSERT_COLUMNS)
-        placeholder = "(" + ", ".join(["%s"] * len(INSERT_COLUMNS)) + ")"
-        return f"INSERT INTO {self.table} ({columns}) VALUES " + ", ".join([placeholder] * count)
+        key = (self.connection.vendor, count)
+        sql = _INSERT_SQL.get(key)
+        if sql is None:
+            columns = ", ".join(self.connection.ops.quote_name(c) for c in INSERT_COLUMNS)
+            placeholder = "(" + ", ".join(["%s"] * len(INSERT_COLUMNS)) + ")"
+            sql = f"INSERT INTO {self.table} ({columns}) VALUES " + ", ".join([placeholder] * count)
+            _INSERT_SQL[key] = sql
+        return sql
 
     def lock_for_claim(self) -> None:
         """Take whatever lock makes the following claim exclusive (nothing, with row locks)."""
@@ -280,3 +290,16 @@ class Operations:
 
 
 _LIVE = (TaskState.QUEUED, TaskState.RUNNING)
+
+#: INSERT statements by (vendor, row count): built once, not on every add.
+_INSERT_SQL: dict[tuple[str, int], str] = {}
+
+#: Field types whose adaptation passes a str (or None) through unchanged on every backend.
+_TEXT_TYPES = frozenset({"CharField", "TextField"})
+
+
+@cache
+def _insert_fields() -> list[tuple[Any, bool]]:
+    """(field, is a text column) of each insert column, in INSERT_COLUMNS order."""
+    fields = [TaskRecord._meta.get_field(column) for column in INSERT_COLUMNS]
+    return [(f, f.get_internal_type() in _TEXT_TYPES) for f in fields]

@@ -1,0 +1,97 @@
+"""The benchmark's own databases: created fresh, migrated, and described (versions)."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+
+from bench import common
+
+PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
+MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root"}
+DB_NAME = "taskqueue_bench"
+PROCRASTINATE_DB = "procrastinate_bench"
+
+
+def pg_connect(dbname: str = "postgres"):
+    import psycopg
+
+    return psycopg.connect(dbname=dbname, autocommit=True, **PG)
+
+
+def mysql_connect(database: str | None = None):
+    import pymysql
+
+    return pymysql.connect(database=database, autocommit=True, charset="utf8mb4", **MYSQL)
+
+
+def recreate(db: str) -> None:
+    """Drop and create the benchmark database of vendor `db`, then migrate it."""
+    if db == "postgresql":
+        with pg_connect() as conn:
+            for name in (DB_NAME, PROCRASTINATE_DB):
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                conn.execute(f"CREATE DATABASE {name}")
+    elif db == "mysql":
+        conn = mysql_connect()
+        with conn.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
+            # utf8mb4_bin: task names are case-sensitive, as the test settings say.
+            cursor.execute(f"CREATE DATABASE {DB_NAME} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+        conn.close()
+    else:
+        data = common.BENCH_DIR / ".data"
+        data.mkdir(exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            (data / f"{DB_NAME}.sqlite3{suffix}").unlink(missing_ok=True)
+    subprocess.run(
+        [common.PYTHON, common.MANAGE, "migrate", "--no-input", "-v", "0"],
+        cwd=common.ROOT,
+        env=common.child_env(db),
+        check=True,
+    )
+
+
+def version(db: str) -> str:
+    try:
+        if db == "postgresql":
+            with pg_connect() as conn:
+                return conn.execute("SHOW server_version").fetchone()[0].split()[0]
+        if db == "mysql":
+            conn = mysql_connect()
+            with conn.cursor() as cursor:
+                cursor.execute("SELECT VERSION()")
+                value = cursor.fetchone()[0]
+            conn.close()
+            return value
+        return sqlite3.sqlite_version
+    except Exception as exc:  # noqa: BLE001 - reported in the table, not fatal
+        return f"unavailable ({exc.__class__.__name__})"
+
+
+def settings_summary(db: str) -> str:
+    """The durability settings that bound every commit-per-task figure."""
+    try:
+        if db == "postgresql":
+            with pg_connect() as conn:
+                values = [
+                    conn.execute(f"SHOW {name}").fetchone()[0]
+                    for name in ("synchronous_commit", "fsync", "shared_buffers")
+                ]
+            return "synchronous_commit={}, fsync={}, shared_buffers={}".format(*values)
+        if db == "mysql":
+            conn = mysql_connect()
+            with conn.cursor() as cursor:
+                cursor.execute(
+                    "SELECT @@innodb_flush_log_at_trx_commit, @@innodb_buffer_pool_size, "
+                    "@@sync_binlog, @@log_bin"
+                )
+                flush, pool, sync_binlog, log_bin = cursor.fetchone()
+            conn.close()
+            return (
+                f"innodb_flush_log_at_trx_commit={flush}, innodb_buffer_pool_size="
+                f"{int(pool) // 2**20}M, log_bin={log_bin}, sync_binlog={sync_binlog}"
+            )
+        return "journal_mode=WAL, synchronous=FULL (default), file in bench/.data"
+    except Exception as exc:  # noqa: BLE001
+        return f"unavailable ({exc.__class__.__name__})"

@@ -1,0 +1,7 @@
+"""RQ with Redis: the no-op job."""
+
+from bench.jobs import mark
+
+
+def noop() -> None:
+    mark()

@@ -1,0 +1,299 @@
+"""The scenarios of django-taskqueue itself; one run of one scenario per process.
+
+    python -m bench.scenarios NAME --db postgresql --n 1000 [--procs 4] [--keep-below ID]
+
+prints `RESULT {json}` as its last line: `rate` in tasks/s, or latency percentiles in ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import time
+
+from bench import common
+from bench.common import PULL_QUEUE, PUSH_QUEUE
+
+SCENARIOS = {}
+
+
+def scenario(fn):
+    SCENARIOS[fn.__name__.replace("_", "-")] = fn
+    return fn
+
+
+# -- add -------------------------------------------------------------------------------------
+
+
+def _add_one(n: int, method: str) -> dict:
+    from django_taskqueue.taskqueue import Queue, Task
+
+    if method == "PULL":
+        queue = Queue(PULL_QUEUE)
+
+        def make():
+            return Task(b"x" * 16, method="PULL")
+    else:
+        queue = Queue(PUSH_QUEUE)
+
+        def make():
+            return Task(url="/bench/noop")
+
+    for _ in range(20):  # warm-up: connection, caches
+        queue.add(make())
+    started = time.perf_counter()
+    for _ in range(n):
+        queue.add(make())  # autocommit: one transaction per task
+    elapsed = time.perf_counter() - started
+    return {"rate": n / elapsed, "n": n}
+
+
+@scenario
+def add_one_push(args) -> dict:
+    """`add` of one push task per transaction (on PostgreSQL its NOTIFY rides along)."""
+    common.reset_tables(args.keep_below)
+    return _add_one(args.n, "POST")
+
+
+@scenario
+def add_one_pull(args) -> dict:
+    """`add` of one pull task per transaction: the row the floor inserts."""
+    common.reset_tables(args.keep_below)
+    return _add_one(args.n, "PULL")
+
+
+@scenario
+def add_batch(args) -> dict:
+    """`add` of 100 pull tasks per call (one transaction each)."""
+    from django_taskqueue.taskqueue import Queue, Task
+
+    common.reset_tables(args.keep_below)
+    queue = Queue(PULL_QUEUE)
+    queue.add([Task(b"x" * 16, method="PULL") for _ in range(100)])  # warm-up
+    batches = max(1, args.n // 100)
+    started = time.perf_counter()
+    for _ in range(batches):
+        queue.add([Task(b"x" * 16, method="PULL") for _ in range(100)])
+    elapsed = time.perf_counter() - started
+    return {"rate": batches * 100 / elapsed, "n": batches * 100}
+
+
+@scenario
+def add_batch_push(args) -> dict:
+    """`add` of 100 push tasks per call (one transaction and one NOTIFY each)."""
+    from django_taskqueue.taskqueue import Queue, Task
+
+    common.reset_tables(args.keep_below)
+    queue = Queue(PUSH_QUEUE)
+    queue.add([Task(url="/bench/noop") for _ in range(100)])
+    batches = max(1, args.n // 100)
+    started = time.perf_counter()
+    for _ in range(batches):
+        queue.add([Task(url="/bench/noop") for _ in range(100)])
+    elapsed = time.perf_counter() - started
+    return {"rate": batches * 100 / elapsed, "n": batches * 100}
+
+
+# -- pull ------------------------------------------------------------------------------------
+
+
+@scenario
+def pull(args) -> dict:
+    """`lease_tasks(300, 1000)` + `delete_tasks` of those, by `--procs` consumer processes."""
+    common.reset_tables(args.keep_below)
+    common.seed_pull(args.n)
+    common.analyze()
+    start_at = time.time() + 1.5 + 0.3 * args.procs  # every consumer starts at this instant
+    procs = [
+        subprocess.Popen(
+            [
+                common.PYTHON,
+                "-m",
+                "bench.scenarios",
+                "pull-consumer",
+                "--db",
+                args.db,
+                "--start-at",
+                repr(start_at),
+            ],
+            cwd=common.ROOT,
+            env=common.child_env(args.db),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(args.procs)
+    ]
+    results = []
+    for proc in procs:
+        out, _ = proc.communicate(timeout=args.timeout)
+        line = [x for x in out.splitlines() if x.startswith("RESULT ")][-1]
+        results.append(json.loads(line[len("RESULT ") :]))
+    count = sum(r["count"] for r in results)
+    end = max(r["end"] for r in results)
+    start = min(r["start"] for r in results)
+    left = common.live_count()
+    return {
+        "rate": count / (end - start),
+        "n": count,
+        "procs": args.procs,
+        "per_process": [r["count"] for r in results],
+        **({"error": f"{left} tasks left"} if left else {}),
+    }
+
+
+@scenario
+def pull_consumer(args) -> dict:
+    from django.db import connection
+
+    from django_taskqueue.taskqueue import Queue
+
+    queue = Queue(PULL_QUEUE)
+    connection.ensure_connection()
+    queue.fetch_statistics()  # warm caches before the start
+    time.sleep(max(0.0, args.start_at - time.time()))
+    start = time.time()
+    count = 0
+    while True:
+        tasks = queue.lease_tasks(300, 1000)
+        if not tasks:
+            break
+        queue.delete_tasks(tasks)
+        count += len(tasks)
+    return {"count": count, "start": start, "end": time.time()}
+
+
+# -- push ------------------------------------------------------------------------------------
+
+
+def worker_command(concurrency: int = 1, burst: bool = True) -> list[str]:
+    cmd = [common.PYTHON, common.MANAGE, "runtaskworker", "--queue", PUSH_QUEUE]
+    cmd += ["--concurrency", str(concurrency)]
+    if burst:
+        cmd.append("--burst")
+    return cmd
+
+
+def _drain(args, n: int, workers: int, label: str) -> dict:
+    from bench.jobs import read_marks
+
+    marks = common.fresh_mark_file(label)
+    env = common.child_env(args.db, BENCH_MARK_FILE=marks)
+    log = common.BENCH_DIR / ".data" / f"{label}-{args.db}.log"
+    procs = [common.start(worker_command(1, burst=True), env, log) for _ in range(workers)]
+    try:
+        rss: dict = {}
+        seen = common.wait_window(marks, n, args.window, args.timeout, procs, rss)
+    finally:
+        for proc in procs:
+            common.stop(proc)
+    times = read_marks(marks)
+    os.unlink(marks)
+    result = {"rate": common.drain_rate(times), "n": len(times), "workers": workers}
+    if rss.get("max_mb"):
+        result["rss_mb"] = rss["max_mb"]
+    if seen < n and not (args.window and seen > 1):
+        result["error"] = f"{len(times)} of {n} ran within {args.timeout:.0f} s"
+    elif seen < n:
+        result["window_seconds"] = args.window  # bounded in time: the rate of the window
+    return result
+
+
+@scenario
+def push(args) -> dict:
+    """N no-op push tasks drained by `--procs` `runtaskworker --burst` processes."""
+    common.reset_tables(args.keep_below)
+    common.seed_push(args.n)
+    common.analyze()
+    return _drain(args, args.n, args.procs, "push")
+
+
+@scenario
+def djtasks(args) -> dict:
+    """N no-op Django Tasks `@task` calls enqueued to TaskQueueBackend, drained by 1 worker."""
+    from django_tasks import task_backends
+
+    from bench.tasks import noop_task
+
+    if type(task_backends["default"]).__name__ != "TaskQueueBackend":
+        return {"error": "django_taskqueue.backends.TaskQueueBackend is not available"}
+    common.reset_tables(args.keep_below)
+    started = time.perf_counter()
+    for _ in range(args.n):
+        noop_task.enqueue()  # autocommit: one transaction each
+    enqueue_rate = args.n / (time.perf_counter() - started)
+    common.analyze()
+    return {**_drain(args, args.n, args.procs, "djtasks"), "enqueue_rate": enqueue_rate}
+
+
+@scenario
+def latency(args) -> dict:
+    """Idle worker: time from `add` (committed) to the handler's start, one task at a time."""
+    from bench.jobs import count_marks, read_marks
+    from django_taskqueue.taskqueue import Queue, Task
+
+    common.reset_tables(args.keep_below)
+    marks = common.fresh_mark_file("latency")
+    env = common.child_env(args.db, BENCH_MARK_FILE=marks)
+    log = common.BENCH_DIR / ".data" / f"latency-{args.db}.log"
+    queue = Queue(PUSH_QUEUE)
+    proc = common.start(worker_command(1, burst=False), env, log)
+    deadline = time.monotonic() + args.timeout
+    samples = []
+    try:
+        queue.add(Task(url="/bench/noop"))  # the worker is up once this one has run
+        if common.wait_marks(marks, 1, time.monotonic() + 60, [proc]) < 1:
+            return {"error": "the worker ran no task within 60 s"}
+        rng = random.Random(6)
+        for i in range(args.n):
+            time.sleep(rng.uniform(0.02, 0.05))  # the worker goes idle again
+            added = time.time()
+            queue.add(Task(url="/bench/noop"))
+            while count_marks(marks) < i + 2:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    break
+                time.sleep(0.0002)
+            else:
+                samples.append((read_marks(marks)[-1] - added) * 1000)
+                continue
+            break
+    finally:
+        common.stop(proc)
+    os.unlink(marks)
+    if not samples:
+        return {"error": "no sample"}
+    result = {"latency_ms": common.percentiles(samples), "n": len(samples)}
+    if len(samples) < args.n:
+        result["error"] = f"{len(samples)} of {args.n} samples before the time limit"
+    return result
+
+
+@scenario
+def seed_history(args) -> dict:
+    """Insert `--n` finished rows (the history of the scale runs); report the next id."""
+    common.reset_tables()
+    started = time.perf_counter()
+    keep_below = common.seed_history(args.n)
+    return {"keep_below": keep_below, "n": args.n, "seconds": time.perf_counter() - started}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("name", choices=sorted(SCENARIOS))
+    parser.add_argument("--db", default="postgresql")
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--procs", type=int, default=1)
+    parser.add_argument("--keep-below", type=int, default=None)
+    parser.add_argument("--start-at", type=float, default=0.0)
+    parser.add_argument("--timeout", type=float, default=120.0)
+    parser.add_argument("--window", type=float, default=0.0, help="drains: seconds at most")
+    args = parser.parse_args(argv)
+    common.setup(args.db)
+    common.emit(SCENARIOS[args.name](args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
