@@ -232,9 +232,12 @@ def run(call: direct.DirectCall) -> Any:
         task = backend._task(stored, call.queue_name)
     except Exception as e:
         raise direct.PermanentTaskFailure(f"Cannot load the task: {e}") from e
-    row = results.read_row(call.queue_name, call.task_name)
-    if row is None:  # deleted under our feet; the worker's conditional update will notice
-        raise direct.PermanentTaskFailure("The task row is gone")
+    if call.enqueued_at is not None:
+        row = _running_row(call)  # what the claim read: no query of its own
+    else:
+        row = results.read_row(call.queue_name, call.task_name)
+        if row is None:  # deleted under our feet; the worker's conditional update notices
+            raise direct.PermanentTaskFailure("The task row is gone")
     row = {**row, "state": TaskState.RUNNING, "execution_count": call.execution_count}
     result = _result(task, stored, row, backend.alias)
     with _running_lock:
@@ -250,6 +253,28 @@ def run(call: direct.DirectCall) -> Any:
         raise direct.PermanentTaskFailure(f"The return value is not JSON: {e}") from e
     object.__setattr__(result, "_return_value", value)
     return value
+
+
+def _running_row(call: direct.DirectCall) -> dict[str, Any]:
+    """The result columns of a claimed task, from what the worker hands the call."""
+    return {
+        "id": call.task_id,
+        "queue_name": call.queue_name,
+        "name": call.task_name,
+        "state": TaskState.RUNNING,
+        "url": call.url,
+        "payload": call.payload,
+        "priority": call.priority,
+        "eta": call.eta,
+        "enqueued_at": call.enqueued_at,
+        "first_attempt_at": call.first_attempt_at,
+        "leased_at": call.leased_at,
+        "finished_at": None,
+        "execution_count": call.execution_count,
+        "worker_id": call.worker_id,
+        "return_value": None,
+        "errors": call.errors,
+    }
 
 
 def _attempt_finished(

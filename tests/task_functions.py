@@ -34,7 +34,15 @@ def second_time_lucky(context, label: str) -> dict:
     """Fail on the first attempt; return what the context says on the next."""
     if context.attempt == 1:
         raise RuntimeError(f"{label}: first attempt fails")
-    return {"attempt": context.attempt, "id": context.task_result.id}
+    seen = context.task_result
+    return {
+        "attempt": context.attempt,
+        "id": seen.id,
+        "enqueued_at": seen.enqueued_at.isoformat(),
+        "started_at": seen.started_at.isoformat(),
+        "errors": [e.exception_class_path for e in seen.errors],
+        "status": str(seen.status),
+    }
 
 
 @task

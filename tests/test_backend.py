@@ -251,7 +251,15 @@ def test_context_gives_the_attempt_number(frozen_clock):
     run_tasks()
     result.refresh()
     assert result.status == SUCCESSFUL
-    assert result.return_value == {"attempt": 2, "id": result.id}
+    # What the task saw of itself, from the claim, is what the row says.
+    assert result.return_value == {
+        "attempt": 2,
+        "id": result.id,
+        "enqueued_at": result.enqueued_at.isoformat(),
+        "started_at": result.started_at.isoformat(),
+        "errors": ["builtins.RuntimeError"],
+        "status": "RUNNING",
+    }
 
 
 @pytest.mark.django_db

@@ -49,6 +49,8 @@ CLAIM_COLUMNS = (
     "last_response_code",
     "last_retry_reason",
     "errors",
+    "enqueued_at",
+    "priority",
 )
 
 
@@ -76,6 +78,8 @@ class ClaimedTask:
     worker_id: str = ""
     leased_at: datetime.datetime | None = None
     lease_until: datetime.datetime | None = None
+    enqueued_at: datetime.datetime | None = None
+    priority: int = 0
 
     @property
     def attempt(self) -> int:
@@ -232,6 +236,8 @@ def _claimed(
         worker_id=worker_id,
         leased_at=now,
         lease_until=lease_until,
+        enqueued_at=row["enqueued_at"],
+        priority=row["priority"],
     )
 
 

@@ -274,6 +274,12 @@ class Deliverer:
             retry_count=task.retry_count,
             execution_count=task.execution_count,
             eta=task.eta,
+            priority=task.priority,
+            enqueued_at=task.enqueued_at,
+            first_attempt_at=task.first_attempt_at,
+            leased_at=task.leased_at,
+            worker_id=task.worker_id,
+            errors=task.errors,
         )
         try:
             value = handler(call)

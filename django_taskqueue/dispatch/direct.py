@@ -40,6 +40,14 @@ class DirectCall:
     retry_count: int = 0
     execution_count: int = 0
     eta: datetime.datetime | None = None
+    #: The rest of the task's row as the claim read it, so a handler that reports on the
+    #: task (the Django Tasks backend's results) needs no query of its own.
+    priority: int = 0
+    enqueued_at: datetime.datetime | None = None
+    first_attempt_at: datetime.datetime | None = None
+    leased_at: datetime.datetime | None = None
+    worker_id: str | None = None
+    errors: list[Any] = field(default_factory=list)
 
     @property
     def attempt(self) -> int:
