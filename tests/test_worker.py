@@ -7,6 +7,7 @@ import json
 import math
 import re
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -315,7 +316,21 @@ class TestPrefetch:
             self.ran.append(call.task_name)
             self.worker.stop()
 
-        paths = {"/p/record": record, "/p/slow": slow, "/p/stop": stop}
+        def pause(call):
+            self.ran.append(call.task_name)
+            time.sleep(1.1)  # real time: the pending-success timer is monotonic
+
+        def probe(call):
+            self.ran.append(call.task_name)
+            self.seen = row("quick", "fast").state
+
+        paths = {
+            "/p/record": record,
+            "/p/slow": slow,
+            "/p/stop": stop,
+            "/p/pause": pause,
+            "/p/probe": probe,
+        }
         for path, handler in paths.items():
             direct.register(path, handler)
         yield
@@ -350,6 +365,15 @@ class TestPrefetch:
             assert (waiting.state, waiting.worker_id) == (TaskState.QUEUED, None)
             assert waiting.execution_count == 0
         assert row("first", "fast").state == TaskState.SUCCEEDED
+
+    def test_successes_are_not_held_back_behind_slow_attempts(self, frozen_clock):
+        self.add(["quick"])
+        self.add(["slow-one"], url="/p/pause")
+        self.add(["probe"], url="/p/probe")
+        self.worker = Worker(["fast"], burst=True, prefetch=5, run_sweeps=False)
+        assert self.worker.run() == 3
+        # Written before the probe started, not at the end of the claim's batch.
+        assert self.seen == TaskState.SUCCEEDED
 
     def test_a_task_whose_lease_ran_short_goes_back_unrun(self, frozen_clock):
         self.add(["slow"], url="/p/slow")

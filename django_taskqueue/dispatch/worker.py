@@ -45,6 +45,8 @@ logger = logging.getLogger("django_taskqueue")
 
 _DB_ERRORS = (DatabaseError, InterfaceError)
 _MAX_BACKOFF_SECONDS = 30.0
+#: How long a successful attempt may wait to be written with the others of its batch.
+_MAX_PENDING_SECONDS = 1.0
 
 
 def default_worker_id() -> str:
@@ -132,6 +134,7 @@ class Worker:
         self._rotation = 0
         #: Successful attempts whose outcome is not written yet (see _flush_successes).
         self._pending: list[tuple[claims.ClaimedTask, Outcome, dict[str, Any]]] = []
+        self._pending_since = 0.0
 
     # -- public ---------------------------------------------------------------------------
 
@@ -378,6 +381,10 @@ class Worker:
         if self._stop_requested or self._lease_too_short(task):
             self._with_db_retries(lambda: self._release(task))
             return
+        if self._pending and clock.monotonic() - self._pending_since > _MAX_PENDING_SECONDS:
+            # Slow attempts behind fast ones: write the waiting successes first, long before
+            # their claim's lease could run out.
+            self._with_db_retries(self._flush_successes)
         common = {
             "queue_name": task.queue_name,
             "task_name": task.name,
@@ -390,6 +397,8 @@ class Worker:
         if result.succeeded and result.return_value is None:
             # Written with the other successes of the batch, in one statement.
             with self._lock:
+                if not self._pending:
+                    self._pending_since = clock.monotonic()
                 self._pending.append((task, result, common))
             return
         will_retry, recorded = self._with_db_retries(lambda: self._record(task, config, result))
