@@ -288,3 +288,42 @@ def fresh_mark_file(name: str) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
     return str(path)
+
+
+def measure_latency(
+    enqueue, marks: str, proc: subprocess.Popen, n: int, timeout: float, settle: float = 0.0
+) -> dict:
+    """Add one job at a time to an idle worker; return p50/p99 of add -> job start (ms).
+
+    `enqueue()` adds one job whose run appends a mark. The first job shows the worker is up;
+    after it, each job is added 20-50 ms after the previous one ran, so the worker is idle.
+    """
+    import random
+
+    from bench.jobs import count_marks, read_marks
+
+    deadline = time.monotonic() + timeout
+    enqueue()
+    if wait_marks(marks, 1, time.monotonic() + 60, [proc]) < 1:
+        return {"error": "the worker ran no job within 60 s"}
+    time.sleep(settle)
+    rng = random.Random(6)
+    samples: list[float] = []
+    for i in range(n):
+        time.sleep(rng.uniform(0.02, 0.05))  # the worker goes idle again
+        added = time.time()
+        enqueue()
+        while count_marks(marks) < i + 2:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                break
+            time.sleep(0.0002)
+        else:
+            samples.append((read_marks(marks)[-1] - added) * 1000)
+            continue
+        break
+    if not samples:
+        return {"error": "no sample within the time limit"}
+    result = {"latency_ms": percentiles(samples), "n": len(samples)}
+    if len(samples) < n:
+        result["error"] = f"{len(samples)} of {n} samples within the time limit"
+    return result

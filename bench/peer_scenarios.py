@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -229,41 +228,16 @@ def drain(peer: Peer, n: int, window: float) -> dict:
 
 
 def latency(peer: Peer, n: int, timeout: float) -> dict:
-    from bench.jobs import count_marks, read_marks
-
     peer.reset()
     marks = common.fresh_mark_file(f"peer-latency-{peer.name}")
     env = common.child_env("postgresql", BENCH_MARK_FILE=marks)
     log = common.BENCH_DIR / ".data" / f"peer-latency-{peer.name}.log"
     proc = common.start(peer.worker(drain=False), env, log)
-    deadline = time.monotonic() + timeout
-    samples = []
     try:
-        peer.enqueue_one()
-        if common.wait_marks(marks, 1, time.monotonic() + 60, [proc]) < 1:
-            return {"error": "the worker ran no job within 60 s"}
-        time.sleep(0.5)
-        rng = random.Random(6)
-        for i in range(n):
-            time.sleep(rng.uniform(0.02, 0.05))
-            added = time.time()
-            peer.enqueue_one()
-            while count_marks(marks) < i + 2:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    break
-                time.sleep(0.0002)
-            else:
-                samples.append((read_marks(marks)[-1] - added) * 1000)
-                continue
-            break
+        result = common.measure_latency(peer.enqueue_one, marks, proc, n, timeout, settle=0.5)
     finally:
         common.stop(proc)
     os.unlink(marks)
-    if not samples:
-        return {"error": "no sample within the time limit"}
-    result = {"latency_ms": common.percentiles(samples), "n": len(samples)}
-    if len(samples) < n:
-        result["error"] = f"{len(samples)} of {n} samples within the time limit"
     return result
 
 

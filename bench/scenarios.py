@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import time
@@ -232,7 +231,6 @@ def djtasks(args) -> dict:
 @scenario
 def latency(args) -> dict:
     """Idle worker: time from `add` (committed) to the handler's start, one task at a time."""
-    from bench.jobs import count_marks, read_marks
     from django_taskqueue.taskqueue import Queue, Task
 
     common.reset_tables(args.keep_below)
@@ -241,33 +239,13 @@ def latency(args) -> dict:
     log = common.BENCH_DIR / ".data" / f"latency-{args.db}.log"
     queue = Queue(PUSH_QUEUE)
     proc = common.start(worker_command(1, burst=False), env, log)
-    deadline = time.monotonic() + args.timeout
-    samples = []
     try:
-        queue.add(Task(url="/bench/noop"))  # the worker is up once this one has run
-        if common.wait_marks(marks, 1, time.monotonic() + 60, [proc]) < 1:
-            return {"error": "the worker ran no task within 60 s"}
-        rng = random.Random(6)
-        for i in range(args.n):
-            time.sleep(rng.uniform(0.02, 0.05))  # the worker goes idle again
-            added = time.time()
-            queue.add(Task(url="/bench/noop"))
-            while count_marks(marks) < i + 2:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    break
-                time.sleep(0.0002)
-            else:
-                samples.append((read_marks(marks)[-1] - added) * 1000)
-                continue
-            break
+        result = common.measure_latency(
+            lambda: queue.add(Task(url="/bench/noop")), marks, proc, args.n, args.timeout
+        )
     finally:
         common.stop(proc)
     os.unlink(marks)
-    if not samples:
-        return {"error": "no sample"}
-    result = {"latency_ms": common.percentiles(samples), "n": len(samples)}
-    if len(samples) < args.n:
-        result["error"] = f"{len(samples)} of {args.n} samples before the time limit"
     return result
 
 
