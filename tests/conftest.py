@@ -97,3 +97,17 @@ def child_env(transactional_db: None) -> dict[str, str]:
     # The child's DATABASE_URL already names the test database; it creates no test database.
     env.pop("TEST_DATABASE_NAME", None)
     return env
+
+
+def run_burst_worker(env: dict[str, str], *queues: str) -> None:
+    """Run `runtaskworker --burst` in a child process on the test database; fail if it fails."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "django", "runtaskworker", "--burst"]
+    for queue in queues:
+        command += ["--queue", queue]
+    worker = subprocess.run(
+        command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert worker.returncode == 0, worker.stderr

@@ -27,7 +27,7 @@ from django_taskqueue.dispatch.direct import PermanentTaskFailure
 from django_taskqueue.models import TaskRecord
 from django_taskqueue.testing import run_tasks
 from tests import task_functions as tasks
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_burst_worker
 
 READY, RUNNING = TaskResultStatus.READY, TaskResultStatus.RUNNING
 SUCCESSFUL, FAILED = TaskResultStatus.SUCCESSFUL, TaskResultStatus.FAILED
@@ -338,15 +338,7 @@ print(json.dumps([result.status, result.return_value, result.attempts, result.is
 
 def test_results_are_visible_from_another_process(child_env):
     result = tasks.add.enqueue(20, 22)
-    worker = subprocess.run(
-        [sys.executable, "-m", "django", "runtaskworker", "--burst", "--queue", "default"],
-        cwd=REPO_ROOT,
-        env=child_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert worker.returncode == 0, worker.stderr
+    run_burst_worker(child_env, "default")
     result.refresh()
     assert (result.status, result.return_value) == (SUCCESSFUL, 42)
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime
 import pickle
-import subprocess
-import sys
 
 import pytest
 from django.db import transaction
@@ -17,7 +15,7 @@ from django_taskqueue.dispatch.sweeps import Pruner
 from django_taskqueue.models import TaskRecord
 from django_taskqueue.testing import run_tasks
 from tests import deferred_targets as targets
-from tests.conftest import REPO_ROOT
+from tests.conftest import run_burst_worker
 
 pytestmark = pytest.mark.django_db
 
@@ -109,15 +107,7 @@ def test_running_status_seen_from_inside_the_call():
 def test_results_are_readable_from_any_process(child_env):
     """A worker process runs the calls; this process reads what it recorded."""
     tasks = [deferred.defer(targets.add, 2, 40), deferred.defer(targets.Counter(40).plus, 2)]
-    worker = subprocess.run(
-        [sys.executable, "-m", "django", "runtaskworker", "--burst", "--queue", "default"],
-        cwd=REPO_ROOT,
-        env=child_env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert worker.returncode == 0, worker.stderr
+    run_burst_worker(child_env, "default")
     for task in tasks:
         result = deferred.get_result(task.name)
         assert (result.status, result.return_value, result.attempts) == (SUCCESSFUL, 42, 1)
