@@ -350,9 +350,13 @@ class TestPrefetch:
         with CaptureQueriesContext(connection) as queries:
             assert self.worker.run() == 10
         assert self.ran == [f"t{i}" for i in range(10)]
-        # Each claim marks its tasks RUNNING in one UPDATE: two claims of five.
-        marks = re.compile(r"SET [`\"]state[`\"] = 'running'")
-        assert sum(bool(marks.search(q["sql"])) for q in queries.captured_queries) == 2
+        # Each claim marks its tasks RUNNING in one UPDATE: two claims of five. On PostgreSQL a
+        # claim is one prepared statement, run once more to find the queue empty.
+        if connection.vendor == "postgresql":
+            marks, expected = re.compile(r"^EXECUTE taskqueue_"), 3
+        else:
+            marks, expected = re.compile(r"SET [`\"]state[`\"] = 'running'"), 2
+        assert sum(bool(marks.search(q["sql"])) for q in queries.captured_queries) == expected
 
     def test_unstarted_tasks_go_back_when_the_worker_stops(self, frozen_clock):
         self.add(["first"], url="/p/stop")
@@ -652,8 +656,104 @@ class TestClaims:
     def test_missing_queue_state_is_created(self, frozen_clock):
         Queue("fast").add(Task(url="/echo"))
         assert claim_now("fast", frozen_clock).tasks == []
+        assert row_states("fast") == {TaskState.QUEUED: 1}  # not claimed without a bucket
         assert QueueState.objects.filter(name="fast").exists()
         assert len(claim_now("fast", frozen_clock).tasks) == 1
+
+    @pytest.mark.parametrize(
+        ("tokens", "tokens_at", "enforced_rate", "claimed"),
+        [
+            (0.0, None, None, 5),  # a bucket never used starts full (bucket_size 5)
+            (1.5, -0.3, None, 3),  # 1.5 + 0.3 s at 5/s = 3.0 tokens
+            (0.2, -0.1, 2.0, 0),  # 0.7 tokens: nothing yet, the rate still decays
+            (4.0, -60, 3.5, 5),  # refilled past the bucket: 5, not 304
+            (2.0, +5, 1.0, 2),  # a clock behind the stored time adds nothing
+            (-1.2, -0.5, 0.5, 1),  # a debt is paid back first: -1.2 + 2.5 = 1.3
+        ],
+    )
+    def test_bucket_written_back_as_the_arithmetic_says(
+        self, frozen_clock, tokens, tokens_at, enforced_rate, claimed
+    ):
+        # Every vendor's claim (PostgreSQL's is one SQL statement) against the Python functions.
+        from django_taskqueue.dispatch import ratelimit
+
+        now = frozen_clock.now()
+        at = now + datetime.timedelta(seconds=tokens_at) if tokens_at is not None else None
+        QueueState.objects.create(
+            name="default", tokens=tokens, tokens_at=at, enforced_rate=enforced_rate
+        )
+        Queue("default").add([Task(url="/echo") for _ in range(8)])
+        result = claim_now("default", frozen_clock, max_tasks=8)
+        assert len(result.tasks) == claimed
+        level = ratelimit.refill(tokens, at, now, 5.0, 5) - claimed
+        state = QueueState.objects.get(name="default")
+        assert state.tokens == pytest.approx(level, abs=1e-9)
+        assert state.tokens_at == now
+        assert state.enforced_rate == pytest.approx(
+            ratelimit.measured_rate(enforced_rate, at, now, claimed), abs=1e-9
+        )
+        assert result.throttled  # held back by the bucket, with due tasks left
+        assert result.wait_seconds == pytest.approx(ratelimit.seconds_until_token(level, 5.0))
+
+    def test_a_claim_within_the_tokens_is_not_throttled(self, frozen_clock):
+        QueueState.objects.create(name="default")
+        Queue("default").add([Task(url="/echo") for _ in range(3)])
+        result = claim_now("default", frozen_clock, max_tasks=4)
+        assert len(result.tasks) == 3
+        assert not result.throttled
+        assert result.wait_seconds is None
+        assert QueueState.objects.get(name="default").tokens == pytest.approx(2.0)
+
+    def test_a_paused_state_row_claims_nothing_and_keeps_its_bucket(self, frozen_clock):
+        QueueState.objects.create(name="default", paused=True, tokens=3.0)
+        Queue("default").add(Task(url="/echo"))
+        result = claim_now("default", frozen_clock)
+        assert result.tasks == []
+        assert not result.throttled
+        state = QueueState.objects.get(name="default")
+        assert (state.tokens, state.tokens_at) == (3.0, None)
+        assert row_states("default") == {TaskState.QUEUED: 1}
+
+    def test_without_rate_limits_the_bucket_is_neither_read_nor_written(self, frozen_clock):
+        QueueState.objects.create(name="default", tokens=0.0, tokens_at=frozen_clock.now())
+        Queue("default").add([Task(url="/echo") for _ in range(8)])
+        result = claim(
+            "default",
+            get_queue_config("default"),
+            now=frozen_clock.now(),
+            worker_id="w1",
+            max_tasks=100,
+            lease_seconds=60,
+            rate_limits=False,
+        )
+        assert len(result.tasks) == 8
+        state = QueueState.objects.get(name="default")
+        assert (state.tokens, state.enforced_rate) == (0.0, None)
+
+
+def row_states(queue_name):
+    rows = TaskRecord.objects.filter(queue_name=queue_name).values_list("state", flat=True)
+    states = {}
+    for state in rows:
+        states[state] = states.get(state, 0) + 1
+    return states
+
+
+@pytest.mark.django_db(transaction=True)
+def test_claims_go_on_after_the_session_forgets_its_prepared_statements(frozen_clock):
+    # PostgreSQL claims with a statement prepared once per session; a pooler's DISCARD ALL
+    # (here DEALLOCATE ALL) drops it, and the next claim prepares it again. Elsewhere the
+    # claim is a transaction with nothing prepared, and the same claims must work too.
+    from django.db import connection
+
+    QueueState.objects.create(name="fast")
+    Queue("fast").add([Task(url="/echo") for _ in range(2)])
+    assert len(claim_now("fast", frozen_clock, max_tasks=1).tasks) == 1
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("DEALLOCATE ALL")
+    assert len(claim_now("fast", frozen_clock, max_tasks=1).tasks) == 1
+    assert row_states("fast") == {TaskState.RUNNING: 2}
 
 
 class TestStatistics:

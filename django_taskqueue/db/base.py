@@ -76,6 +76,21 @@ class TaskRow:
         return tuple(getattr(self, column) for column in INSERT_COLUMNS)
 
 
+@dataclass
+class OneStatementClaim:
+    """What `Operations.claim_in_one_statement` did."""
+
+    #: False when the queue has no state row yet (nothing was claimed).
+    found: bool
+    paused: bool = False
+    #: How many tasks the bucket and `max_tasks` allowed.
+    wanted: int = 0
+    #: The bucket's level after the claim (None when the bucket was ignored).
+    tokens: float | None = None
+    #: The claimed rows before the claim, as `columns` asked, JSON decoded.
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
 class Operations:
     """Hot-path verbs for one database alias, written with the ORM.
 
@@ -123,6 +138,26 @@ class Operations:
 
     def lock_for_claim(self) -> None:
         """Take whatever lock makes the following claim exclusive (nothing, with row locks)."""
+
+    def claim_in_one_statement(
+        self,
+        queue_name: str,
+        *,
+        now: datetime.datetime,
+        worker_id: str,
+        max_tasks: int,
+        lease_until: datetime.datetime,
+        bucket: tuple[float, int] | None,
+        columns: Sequence[str],
+    ) -> OneStatementClaim | None:
+        """Claim due push tasks in one statement, or return None where the vendor cannot.
+
+        The statement does what `dispatch.claim` does in its transaction: lock the queue's
+        state row, refill its token bucket (`bucket` is `(rate, bucket_size)`; None ignores
+        the bucket), take up to min(tokens, `max_tasks`) due tasks, mark them RUNNING and
+        write the bucket back. The portable implementation has no such statement.
+        """
+        return None
 
     # -- enqueue --------------------------------------------------------------------------
 

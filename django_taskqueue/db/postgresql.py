@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
+import weakref
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
 from ..models import QueueState, TaskRecord, TaskState
-from .base import ANY_TAG, Operations, TaskRow
+from .base import ANY_TAG, OneStatementClaim, Operations, TaskRow
 
 #: The LISTEN/NOTIFY channel that wakes idle workers; the payload is the queue name.
 NOTIFY_CHANNEL = "django_taskqueue"
+
+#: The statements prepared in each database session (keyed by psycopg connection).
+_PREPARED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+#: invalid_sql_statement_name: the session has no such prepared statement.
+_NO_SUCH_STATEMENT = "26000"
+#: Errors after which a prepared statement is prepared again: it is gone, or its cached plan
+#: returns other columns than when it was prepared (feature_not_supported).
+_REPREPARE = {_NO_SUCH_STATEMENT, "0A000"}
 
 
 class PostgreSQLOperations(Operations):
@@ -31,6 +43,76 @@ class PostgreSQLOperations(Operations):
         with self.connection.cursor() as cursor:
             cursor.execute(sql, params)
             return {r[0] for r in cursor.fetchall()}
+
+    def claim_in_one_statement(
+        self,
+        queue_name: str,
+        *,
+        now: datetime.datetime,
+        worker_id: str,
+        max_tasks: int,
+        lease_until: datetime.datetime,
+        bucket: tuple[float, int] | None,
+        columns: Sequence[str],
+    ) -> OneStatementClaim | None:
+        from ..dispatch.ratelimit import RATE_TIME_CONSTANT_SECONDS
+
+        values: dict[str, Any] = {
+            "queue": queue_name,
+            "now": now,
+            "max": max_tasks,
+            "worker": worker_id,
+            "lease_until": lease_until,
+        }
+        if bucket is not None:
+            values.update(rate=float(bucket[0]), size=float(bucket[1]))
+            values["tc"] = float(RATE_TIME_CONSTANT_SECONDS)
+        sql = _claim_sql(tuple(columns), bucket is not None)
+        fetched = self._execute_prepared(sql, values)
+        if not fetched:
+            return OneStatementClaim(found=False)
+        paused, wanted, level = fetched[0][:3]
+        decoders = _json_decoders(columns, self.connection)
+        rows = []
+        for r in fetched:
+            if r[3] is None:  # the LEFT JOIN's row when nothing was claimed
+                continue
+            row = dict(zip(columns, r[3:], strict=True))
+            for column, decode in decoders:
+                row[column] = decode(row[column])
+            rows.append(row)
+        # RETURNING follows no order: restore the claim's (priority, then oldest eta).
+        rows.sort(key=lambda row: (-row["priority"], row["eta"], row["id"]))
+        if level is not None:
+            level -= len(rows)
+        return OneStatementClaim(found=True, paused=paused, wanted=wanted, tokens=level, rows=rows)
+
+    def _execute_prepared(self, statement: PreparedSQL, values: dict[str, Any]) -> list[tuple]:
+        """Run `statement` as a prepared statement of this connection; return its rows.
+
+        Prepared once per database session (PREPARE), then run by name (EXECUTE): it is parsed
+        and planned once, not on every call. A session that lost it (a pooler's DISCARD ALL)
+        or whose cached plan no longer fits the table (a migration) prepares it again.
+        """
+        self.connection.ensure_connection()
+        prepared = _PREPARED.setdefault(self.connection.connection, set())
+        args = [values[name] for name in statement.params]
+        for attempt in range(2):
+            with self.connection.cursor() as cursor:
+                try:
+                    if statement.name not in prepared:
+                        cursor.execute(statement.prepare)
+                        prepared.add(statement.name)
+                    cursor.execute(statement.execute, args)
+                    return cursor.fetchall()
+                except DatabaseError as error:
+                    sqlstate = getattr(error.__cause__, "sqlstate", None)
+                    if attempt or sqlstate not in _REPREPARE or self.connection.in_atomic_block:
+                        raise
+                    prepared.discard(statement.name)
+                    if sqlstate != _NO_SUCH_STATEMENT:
+                        cursor.execute(f"DEALLOCATE {statement.name}")
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def delete_by_names(
         self, queue_name: str, names: Sequence[str], now: datetime.datetime
@@ -127,3 +209,110 @@ class PostgreSQLOperations(Operations):
                         ],
                     )
         return leased
+
+
+def _json_decoders(columns: Sequence[str], connection: Any) -> list[tuple[str, Callable]]:
+    """(column, decode) for the JSON columns among `columns`: raw cursors give their text."""
+    decoders = []
+    for column in columns:
+        field = TaskRecord._meta.get_field(column)
+        if field.get_internal_type() == "JSONField":
+            decoders.append(
+                (column, lambda value, f=field: f.from_db_value(value, None, connection))
+            )
+    return decoders
+
+
+@dataclass(frozen=True)
+class PreparedSQL:
+    """A statement to PREPARE once per session and EXECUTE by name."""
+
+    name: str
+    #: Its parameters' names, in the order of $1, $2, ...
+    params: tuple[str, ...]
+    prepare: str
+    execute: str
+
+
+def prepared_sql(body: str, params: Sequence[tuple[str, str]]) -> PreparedSQL:
+    """Build a `PreparedSQL` from `body`, whose %(name)s placeholders are `params` (name, type).
+
+    The name is a digest of the text, so a changed statement is never run under an old name.
+    """
+    names = tuple(name for name, _ in params)
+    text = body % {name: f"${i}" for i, name in enumerate(names, 1)}
+    name = "taskqueue_" + hashlib.sha256(text.encode()).hexdigest()[:16]
+    types = ", ".join(sql_type for _, sql_type in params)
+    return PreparedSQL(
+        name=name,
+        params=names,
+        prepare=f"PREPARE {name} ({types}) AS {text}",
+        execute=f"EXECUTE {name} ({', '.join(['%s'] * len(names))})",
+    )
+
+
+@cache
+def _claim_sql(columns: tuple[str, ...], with_bucket: bool) -> PreparedSQL:
+    """The claim of `claim_in_one_statement`, with or without the token bucket.
+
+    One round trip in autocommit instead of a transaction of five: `st` locks the queue's
+    state row (FOR UPDATE hands back its newest version, after waiting for a concurrent claim)
+    and refills the bucket, `due` picks and locks the tasks the tokens allow, `claimed` marks
+    them RUNNING and `bucket` writes the level back. A queue without a state row claims
+    nothing (LIMIT 0: a NULL limit would be no limit at all). The arithmetic is `dispatch.ratelimit`'s
+    refill(), available() and measured_rate(), in SQL.
+    """
+    from django.db import connection
+
+    quote = connection.ops.quote_name
+    table = quote(TaskRecord._meta.db_table)
+    state_table = quote(QueueState._meta.db_table)
+    params = [
+        ("queue", "text"),
+        ("now", "timestamptz"),
+        ("max", "integer"),
+        ("worker", "text"),
+        ("lease_until", "timestamptz"),
+    ]
+    if with_bucket:
+        params += [("rate", "float8"), ("size", "float8"), ("tc", "float8")]
+        elapsed = "GREATEST(0, EXTRACT(EPOCH FROM (%(now)s - s.tokens_at))::float8)"
+        tokens = (
+            "CASE WHEN s.tokens_at IS NULL THEN %(size)s "
+            f"ELSE LEAST(%(size)s, s.tokens + {elapsed} * %(rate)s) END"
+        )
+        previous_rate = (
+            "CASE WHEN s.enforced_rate IS NULL OR s.tokens_at IS NULL THEN 0 "
+            f"ELSE s.enforced_rate * EXP(-{elapsed} / %(tc)s) END"
+        )
+        wanted = "LEAST(%(max)s, GREATEST(0, FLOOR(tokens + 1e-9)))::int"
+    else:
+        tokens = previous_rate = "NULL::float8"
+        wanted = "%(max)s"
+    returned = ", ".join(
+        f"due.{quote(c)}" if c in ("eta", "first_attempt_at") else f"t.{quote(c)}" for c in columns
+    )
+    body = (
+        "WITH st AS MATERIALIZED (SELECT name, paused, tokens, previous_rate, "
+        f"CASE WHEN paused THEN 0 ELSE {wanted} END AS wanted "
+        f"FROM (SELECT s.name, s.paused, {tokens} AS tokens, {previous_rate} AS previous_rate "
+        f"FROM {state_table} AS s WHERE s.name = %(queue)s FOR UPDATE) AS locked), "
+        f"due AS (SELECT id, eta, first_attempt_at FROM {table} "
+        f"WHERE queue_name = %(queue)s AND state = '{TaskState.QUEUED}' AND eta <= %(now)s "
+        "ORDER BY priority DESC, eta, id LIMIT COALESCE((SELECT wanted FROM st), 0) "
+        "FOR UPDATE SKIP LOCKED), "
+        f"claimed AS (UPDATE {table} AS t SET state = '{TaskState.RUNNING}', "
+        "eta = %(lease_until)s, worker_id = %(worker)s, leased_at = %(now)s, "
+        "first_attempt_at = COALESCE(t.first_attempt_at, %(now)s) "
+        f"FROM due WHERE t.id = due.id RETURNING {returned})"
+    )
+    if with_bucket:
+        # Written on every claim of a queue not paused, empty or not, as in the transaction.
+        body += (
+            f", bucket AS (UPDATE {state_table} AS s SET "
+            "tokens = st.tokens - (SELECT count(*) FROM claimed), tokens_at = %(now)s, "
+            "enforced_rate = st.previous_rate + (SELECT count(*) FROM claimed) / %(tc)s, "
+            "updated_at = %(now)s FROM st WHERE s.name = st.name AND NOT st.paused)"
+        )
+    body += " SELECT st.paused, st.wanted, st.tokens, claimed.* FROM st LEFT JOIN claimed ON true"
+    return prepared_sql(body, params)

@@ -27,6 +27,7 @@ from django.db import transaction
 from django.db.models.functions import Coalesce
 
 from ..db import operations
+from ..db.base import OneStatementClaim
 from ..models import QueueState, TaskRecord, TaskState
 from ..queues import QueueConfig
 from . import ratelimit
@@ -125,6 +126,21 @@ def claim(
         return ClaimResult([])
     lease_until = now + datetime.timedelta(seconds=lease_seconds)
     tasks = TaskRecord.objects.using(alias)
+    if not (rate_limits and config.max_concurrent_requests is not None):
+        # One statement where the vendor has one (PostgreSQL). A concurrency cap needs the
+        # transaction below: its running count must be read after the queue lock is taken,
+        # and a single statement reads everything from the snapshot it started with.
+        fused = operations(alias).claim_in_one_statement(
+            config.name,
+            now=now,
+            worker_id=worker_id,
+            max_tasks=max_tasks,
+            lease_until=lease_until,
+            bucket=(config.rate or 0.0, config.bucket_size) if rate_limits else None,
+            columns=CLAIM_COLUMNS,
+        )
+        if fused is not None:
+            return _fused_result(tasks, config, fused, now, worker_id, max_tasks, lease_until)
     with transaction.atomic(using=alias):
         # SQLite has no row locks: lock_for_claim() takes the database's write lock first, so
         # the read-then-write below cannot fail on a lock upgrade. Elsewhere it does nothing.
@@ -207,6 +223,32 @@ def _claim_locked(
         state.updated_at = now
         state.save(update_fields=["tokens", "tokens_at", "enforced_rate", "updated_at"])
     return rows, wait_seconds, throttled
+
+
+def _fused_result(
+    tasks: Any,
+    config: QueueConfig,
+    fused: OneStatementClaim,
+    now: datetime.datetime,
+    worker_id: str,
+    max_tasks: int,
+    lease_until: datetime.datetime,
+) -> ClaimResult:
+    if not fused.found:
+        ensure_queue_state(tasks.db, config.name)
+        return ClaimResult([], wait_seconds=0.0, throttled=True)
+    if fused.paused:
+        return ClaimResult([])
+    rows = fused.rows
+    throttled = (
+        len(rows) == fused.wanted < max_tasks
+        and tasks.filter(queue_name=config.name, state=TaskState.QUEUED, eta__lte=now).exists()
+    )
+    wait_seconds = None
+    if throttled and fused.tokens is not None:
+        wait_seconds = ratelimit.seconds_until_token(fused.tokens, config.rate or 0.0)
+    claimed = [_claimed(row, worker_id, now, lease_until) for row in rows]
+    return ClaimResult(claimed, wait_seconds=wait_seconds, throttled=throttled)
 
 
 def _claimed(
