@@ -3,6 +3,7 @@ workers share one queue's token bucket and concurrency limit."""
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import signal
@@ -150,6 +151,32 @@ def test_two_workers_share_the_bucket_and_the_concurrency_limit(worker_env):
     assert elapsed >= 2.8
     overlaps = sum(1 for a, b in itertools.pairwise(runs) if b["started"] < a["finished"])
     assert overlaps == 0
+
+
+def test_two_workers_never_beat_a_shared_rate(worker_env, settings):
+    # A bucket without a concurrency cap: on PostgreSQL each claim is one statement, and two
+    # workers claiming at once must still spend each token once. Rate 20/s, bucket 1: the
+    # 40 tasks cannot start within less than 39 / 20 = 1.95 s, however the claims interleave.
+    env, record = worker_env
+    rated = {"rated": {"rate": "20/s", "bucket_size": 1}}
+    settings.TASKQUEUE = {**settings.TASKQUEUE, "QUEUES": rated}
+    env["TASKQUEUE_TEST_OVERRIDES"] = json.dumps({"POLL_INTERVAL_SECONDS": 0.1, "QUEUES": rated})
+    Queue("rated").add([Task(method="GET", name=f"r{i:02}", url="/echo") for i in range(40)])
+    args = ["--queue", "rated", "--burst", "--concurrency", "2"]
+    workers = [start_worker(env, *args, "--worker-id", f"w{i}") for i in range(2)]
+    try:
+        outputs = [w.communicate(timeout=120)[0] for w in workers]
+    finally:
+        for w in workers:
+            stop(w)
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    assert TaskRecord.objects.filter(state=TaskState.SUCCEEDED).count() == 40
+    assert len(set(TaskRecord.objects.values_list("worker_id", flat=True))) == 2, outputs
+    starts = sorted(e["started"] for e in entries(record))
+    assert len(starts) == 40
+    assert starts[-1] - starts[0] >= 1.9
+    # No second holds more than the bucket plus a second of tokens (1 + 20).
+    assert max(bisect.bisect_left(starts, t + 1.0) - i for i, t in enumerate(starts)) <= 21
 
 
 def test_an_idle_worker_wakes_up_for_a_new_task(worker_env):
