@@ -88,7 +88,8 @@ def markdown(info: dict) -> str:
             f"- Peers: enqueue {s['peer_enqueue_one']:,} one at a time and "
             f"{s['peer_enqueue_batch']:,} in batches of 100; drains of "
             + ", ".join(f"{k} {v:,}" for k, v in s["peer_drain"].items())
-            + f" jobs (at most {s['drain_seconds']} s of work); latency samples "
+            + f" jobs (at most {s.get('peer_drain_seconds', s['drain_seconds'])} s of work); "
+            + "latency samples "
             + ", ".join(f"{k} {v}" for k, v in s["peer_latency"].items())
             + "."
         )
