@@ -7,7 +7,11 @@ which PostgreSQL used before) against PostgreSQL's one-statement lease, on the s
 alternating rounds of 5,000 tasks leased 1,000 at a time.
 add: `prepared_rows` as it was (every column through its field's `get_db_prep_save`, the
 INSERT text rebuilt on every call) against the current one, for rows of one task and of 100.
-Prints medians of wall time and of this process's CPU time per task.
+claim: the worker's claim as the portable transaction (lock the bucket row, SELECT … SKIP
+LOCKED, UPDATE, write the bucket, five round trips with BEGIN and COMMIT) against PostgreSQL's
+one prepared statement, claiming 1 task (an idle worker woken for one task) and 20 (a busy one).
+add one: the one-task INSERT as a plain statement against the prepared one.
+Prints medians of wall time and of this process's CPU time per task (per claim for claims).
 """
 
 from __future__ import annotations
@@ -96,7 +100,60 @@ def main(argv=None) -> None:
                 ops.insert_sql(count)
         record(name, time.perf_counter() - wall, time.process_time() - cpu, count * repeat)
 
+    from django_taskqueue.db.base import Operations as Portable
+    from django_taskqueue.db.postgresql import PostgreSQLOperations
+    from django_taskqueue.dispatch.claim import claim, ensure_queue_state
+    from django_taskqueue.queues import get_queue_config
+    from django_taskqueue.taskqueue import Queue, Task
+
+    push = get_queue_config(common.PUSH_QUEUE)
+
+    def claims(size, name, one_statement):
+        common.reset_tables()
+        ensure_queue_state("default", common.PUSH_QUEUE)
+        common.seed_push(size * 300)
+        common.analyze()
+        fused = PostgreSQLOperations.claim_in_one_statement
+        if not one_statement:  # the vendor has no such statement: the transaction runs
+            PostgreSQLOperations.claim_in_one_statement = Portable.claim_in_one_statement
+        try:
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(300):
+                got = claim(
+                    "default",
+                    push,
+                    now=clock.now(),
+                    worker_id="ab",
+                    max_tasks=size,
+                    lease_seconds=60,
+                )
+                assert len(got.tasks) == size, got
+            record(name, time.perf_counter() - wall, time.process_time() - cpu, 300)
+        finally:
+            PostgreSQLOperations.claim_in_one_statement = fused
+
+    def adds(name, prepared):
+        common.reset_tables()
+        queue = Queue(common.PULL_QUEUE)
+        queue.add(Task(b"x" * 16, method="PULL"))  # the session prepares it here
+        fast = PostgreSQLOperations._execute_prepared
+        if not prepared:
+            PostgreSQLOperations._execute_prepared = PostgreSQLOperations._execute_unprepared
+        try:
+            wall, cpu = time.perf_counter(), time.process_time()
+            for _ in range(1000):
+                queue.add(Task(b"x" * 16, method="PULL"))
+            record(name, time.perf_counter() - wall, time.process_time() - cpu, 1000)
+        finally:
+            PostgreSQLOperations._execute_prepared = fast
+
     for _ in range(args.rounds):
+        claims(1, "claim 1 task: transaction (before)", False)
+        claims(1, "claim 1 task: one prepared statement (after)", True)
+        claims(20, "claim 20 tasks: transaction (before)", False)
+        claims(20, "claim 20 tasks: one prepared statement (after)", True)
+        adds("add one: plain INSERT (before)", False)
+        adds("add one: prepared INSERT (after)", True)
         leases(lambda *a: Operations.lease(ops, *a), "lease 1000: SELECT + UPDATE (before)")
         leases(ops.lease, "lease 1000: one statement (after)")
         prep(lambda b: _old_prepared_rows(ops, b), "prepare 1 row (before)", 1, 2000)

@@ -1,8 +1,10 @@
 """Round trips of the hot paths, pinned: a batch is a few statements, never one per task."""
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
+from django_taskqueue import clock
+from django_taskqueue.models import QueueState
 from django_taskqueue.taskqueue import Queue, Task
 
 # Without an outer test transaction, so savepoints do not count as statements.
@@ -21,10 +23,33 @@ def fill_pull_queue(count):
 
 
 def test_add_one_task_is_one_statement(django_assert_num_queries):
+    # On PostgreSQL the first add of a database session also prepares the statement.
+    Queue().add(Task(url="/x", name="warm-up"))
     with django_assert_num_queries(1):
         Queue().add(Task(url="/x"))
     with django_assert_num_queries(1):
         Queue().add(Task(url="/x", name="named"))
+
+
+def test_postgresql_prepares_the_add_of_one_task_once_per_session():
+    from django.test.utils import CaptureQueriesContext
+
+    connection.close()  # a new database session
+    verbs = []
+    for name in ("a", "b", "c"):
+        with CaptureQueriesContext(connection) as queries:
+            Queue().add(Task(url="/x", name=name))
+        verbs.append([q["sql"].split()[0] for q in queries.captured_queries])
+    if connection.vendor == "postgresql":
+        assert verbs == [["PREPARE", "EXECUTE"], ["EXECUTE"], ["EXECUTE"]]
+    else:
+        assert [len(v) for v in verbs] == [1, 1, 1]
+    # Inside a transaction the statement runs unprepared: a failed EXECUTE there could not be
+    # retried without aborting the caller's transaction.
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        Queue().add(Task(url="/x", name="d"))
+    assert not any(q["sql"].startswith("EXECUTE") for q in queries.captured_queries)
+    assert Queue().fetch_statistics().tasks == 4
 
 
 def test_add_100_tasks_is_one_statement(django_assert_num_queries):
@@ -61,3 +86,41 @@ def test_conflicting_name_costs_one_lookup(django_assert_num_queries):
     with django_assert_num_queries(2):
         with pytest.raises(Exception, match="already exists"):
             Queue().add(Task(url="/x", name="taken"))
+
+
+def test_a_pooler_that_drops_prepared_statements_turns_them_off(caplog):
+    # A pooler in transaction mode may run PREPARE and EXECUTE on two server connections:
+    # the EXECUTE then finds no such statement. Simulated by dropping every statement right
+    # after it is prepared. Adds and claims go on unprepared, and say so once in the log.
+    from django.test.utils import CaptureQueriesContext
+
+    from django_taskqueue.dispatch.claim import claim
+    from django_taskqueue.queues import get_queue_config
+
+    def pooler(execute, sql, params, many, context):
+        result = execute(sql, params, many, context)
+        if sql.startswith("PREPARE"):
+            context["connection"].connection.execute("DEALLOCATE ALL")
+        return result
+
+    QueueState.objects.create(name="default")
+    connection.close()
+    with connection.execute_wrapper(pooler), CaptureQueriesContext(connection) as queries:
+        Queue().add(Task(url="/x", name="a"))
+        Queue().add(Task(url="/x", name="b"))
+        claimed = claim(
+            "default",
+            get_queue_config("default"),
+            now=clock.now(),
+            worker_id="w",
+            max_tasks=5,
+            lease_seconds=60,
+        )
+    assert Queue().fetch_statistics().tasks == 2
+    assert len(claimed.tasks) == 2
+    verbs = [q["sql"].split()[0] for q in queries.captured_queries]
+    if connection.vendor == "postgresql":
+        assert verbs.count("PREPARE") == 1  # tried once, then never again on this connection
+        assert "event=prepared_statements_off" in caplog.text
+    else:
+        assert "PREPARE" not in verbs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import logging
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -13,18 +14,19 @@ from typing import Any
 from django.db import DatabaseError, transaction
 
 from ..models import QueueState, TaskRecord, TaskState
-from .base import ANY_TAG, OneStatementClaim, Operations, TaskRow
+from .base import ANY_TAG, INSERT_COLUMNS, OneStatementClaim, Operations, TaskRow
 
 #: The LISTEN/NOTIFY channel that wakes idle workers; the payload is the queue name.
 NOTIFY_CHANNEL = "django_taskqueue"
 
-#: The statements prepared in each database session (keyed by psycopg connection).
-_PREPARED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+logger = logging.getLogger("django_taskqueue")
+
 #: invalid_sql_statement_name: the session has no such prepared statement.
 _NO_SUCH_STATEMENT = "26000"
-#: Errors after which a prepared statement is prepared again: it is gone, or its cached plan
-#: returns other columns than when it was prepared (feature_not_supported).
-_REPREPARE = {_NO_SUCH_STATEMENT, "0A000"}
+#: duplicate_prepared_statement: the session has it already.
+_ALREADY_PREPARED = "42P05"
+#: feature_not_supported, as raised when a cached plan would now return other columns.
+_PLAN_CHANGED = "0A000"
 
 
 class PostgreSQLOperations(Operations):
@@ -33,6 +35,11 @@ class PostgreSQLOperations(Operations):
         # RETURNING tells which names went in. The NOTIFY rides in the same statement, and
         # PostgreSQL delivers it only when the transaction commits: no worker wakes for a task
         # it cannot see yet, and a rollback wakes nobody.
+        if len(rows) == 1:
+            # The common case, one task: a statement prepared once per session.
+            values = dict(zip(_INSERT_NAMES, self.prepared_rows(rows)[0], strict=True))
+            values.update(channel=NOTIFY_CHANNEL, queue=rows[0].queue_name)
+            return {r[0] for r in self._execute_prepared(_insert_one_sql(notify), values)}
         params = [p for row in self.prepared_rows(rows) for p in row]
         sql = (
             self.insert_sql(len(rows)) + " ON CONFLICT (queue_name, name) DO NOTHING RETURNING name"
@@ -88,31 +95,58 @@ class PostgreSQLOperations(Operations):
         return OneStatementClaim(found=True, paused=paused, wanted=wanted, tokens=level, rows=rows)
 
     def _execute_prepared(self, statement: PreparedSQL, values: dict[str, Any]) -> list[tuple]:
-        """Run `statement` as a prepared statement of this connection; return its rows.
+        """Run `statement`, prepared once per database session; return its rows.
 
-        Prepared once per database session (PREPARE), then run by name (EXECUTE): it is parsed
-        and planned once, not on every call. A session that lost it (a pooler's DISCARD ALL)
-        or whose cached plan no longer fits the table (a migration) prepares it again.
+        PREPARE once, then EXECUTE by name: the statement is parsed and planned once per
+        session, not on every call. Only in autocommit, where a failed EXECUTE can be retried:
+        a session that lost its statement (a pooler's DISCARD ALL) prepares it again, and a
+        connection whose sessions do not keep it (a pooler in transaction mode, where PREPARE
+        and EXECUTE may reach two server connections) runs the statement unprepared from then
+        on. Inside a transaction, the statement is always run unprepared.
         """
-        self.connection.ensure_connection()
-        prepared = _PREPARED.setdefault(self.connection.connection, set())
+        connection = self.connection
+        if connection.in_atomic_block:
+            return self._execute_unprepared(statement, values)
+        connection.ensure_connection()
+        session = _SESSIONS.get(connection.connection)
+        if session is None:
+            session = _SESSIONS[connection.connection] = _Session()
+        if not session.prepares:
+            return self._execute_unprepared(statement, values)
         args = [values[name] for name in statement.params]
         for attempt in range(2):
-            with self.connection.cursor() as cursor:
+            just_prepared = statement.name not in session.names
+            with connection.cursor() as cursor:
                 try:
-                    if statement.name not in prepared:
+                    if just_prepared:
                         cursor.execute(statement.prepare)
-                        prepared.add(statement.name)
+                        session.names.add(statement.name)
                     cursor.execute(statement.execute, args)
                     return cursor.fetchall()
                 except DatabaseError as error:
                     sqlstate = getattr(error.__cause__, "sqlstate", None)
-                    if attempt or sqlstate not in _REPREPARE or self.connection.in_atomic_block:
-                        raise
-                    prepared.discard(statement.name)
-                    if sqlstate != _NO_SUCH_STATEMENT:
+                    if attempt == 0 and sqlstate == _PLAN_CHANGED:
                         cursor.execute(f"DEALLOCATE {statement.name}")
+                        session.names.discard(statement.name)
+                    elif attempt == 0 and sqlstate == _ALREADY_PREPARED:
+                        session.names.add(statement.name)
+                    elif attempt == 0 and sqlstate == _NO_SUCH_STATEMENT and not just_prepared:
+                        session.names.discard(statement.name)
+                    elif sqlstate == _NO_SUCH_STATEMENT:
+                        session.prepares = False
+                        logger.warning(
+                            "event=prepared_statements_off reason=%s",
+                            "the database session does not keep prepared statements",
+                        )
+                        return self._execute_unprepared(statement, values)
+                    else:
+                        raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _execute_unprepared(self, statement: PreparedSQL, values: dict[str, Any]) -> list[tuple]:
+        with self.connection.cursor() as cursor:
+            cursor.execute(statement.plain, values)
+            return cursor.fetchall()
 
     def delete_by_names(
         self, queue_name: str, names: Sequence[str], now: datetime.datetime
@@ -232,6 +266,21 @@ class PreparedSQL:
     params: tuple[str, ...]
     prepare: str
     execute: str
+    #: The statement itself, with %(name)s placeholders, to run unprepared.
+    plain: str
+
+
+class _Session:
+    """What one database session (one psycopg connection) has prepared."""
+
+    def __init__(self) -> None:
+        self.names: set[str] = set()
+        #: False once the session was seen not to keep its prepared statements.
+        self.prepares = True
+
+
+#: The state of each open connection, forgotten with it.
+_SESSIONS: weakref.WeakKeyDictionary[Any, _Session] = weakref.WeakKeyDictionary()
 
 
 def prepared_sql(body: str, params: Sequence[tuple[str, str]]) -> PreparedSQL:
@@ -248,7 +297,36 @@ def prepared_sql(body: str, params: Sequence[tuple[str, str]]) -> PreparedSQL:
         params=names,
         prepare=f"PREPARE {name} ({types}) AS {text}",
         execute=f"EXECUTE {name} ({', '.join(['%s'] * len(names))})",
+        plain=body,
     )
+
+
+#: The parameter names of a one-row insert, one per column of INSERT_COLUMNS.
+_INSERT_NAMES = tuple(f"c{i}" for i in range(len(INSERT_COLUMNS)))
+
+
+@cache
+def _insert_one_sql(notify: bool) -> PreparedSQL:
+    """The insert of one task, with the NOTIFY in the same statement when `notify`."""
+    from django.db import connection
+
+    quote = connection.ops.quote_name
+    fields = [TaskRecord._meta.get_field(column) for column in INSERT_COLUMNS]
+    params = [
+        (name, field.db_type(connection)) for name, field in zip(_INSERT_NAMES, fields, strict=True)
+    ]
+    body = (
+        f"INSERT INTO {quote(TaskRecord._meta.db_table)} "
+        f"({', '.join(quote(c) for c in INSERT_COLUMNS)}) "
+        f"VALUES ({', '.join(f'%({name})s' for name in _INSERT_NAMES)}) "
+        "ON CONFLICT (queue_name, name) DO NOTHING RETURNING name"
+    )
+    if notify:
+        params += [("channel", "text"), ("queue", "text")]
+        body = (
+            f"WITH ins AS ({body}) SELECT name, (SELECT pg_notify(%(channel)s, %(queue)s)) FROM ins"
+        )
+    return prepared_sql(body, params)
 
 
 @cache
@@ -304,7 +382,11 @@ def _claim_sql(columns: tuple[str, ...], with_bucket: bool) -> PreparedSQL:
         f"claimed AS (UPDATE {table} AS t SET state = '{TaskState.RUNNING}', "
         "eta = %(lease_until)s, worker_id = %(worker)s, leased_at = %(now)s, "
         "first_attempt_at = COALESCE(t.first_attempt_at, %(now)s) "
-        f"FROM due WHERE t.id = due.id RETURNING {returned})"
+        # The ids as an array too: the limit above is a subquery, which the planner cannot
+        # estimate (it guesses a tenth of the due rows), and without the array it would
+        # rather scan the whole table than look up a few ids by primary key.
+        "FROM due WHERE t.id = due.id AND t.id = ANY(ARRAY(SELECT id FROM due)) "
+        f"RETURNING {returned})"
     )
     if with_bucket:
         # Written on every claim of a queue not paused, empty or not, as in the transaction.
