@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import threading
 import traceback as traceback_module
+from functools import lru_cache
 from typing import Any
 
 from django.apps import apps
@@ -140,22 +141,14 @@ class TaskQueueBackend(BaseTaskBackend):
 
     def _task(self, call: dict[str, Any], queue_name: str) -> Task:
         """Return the `Task` of a stored call, with the options it was enqueued with."""
-        found = import_string(call["task"])
-        run_after = parse_datetime(call["run_after"]) if call.get("run_after") else None
-        if isinstance(found, Task):
-            return found.using(
-                priority=call["priority"],
-                queue_name=queue_name,
-                run_after=run_after,
-                backend=self.alias,
-            )
-        return self.task_class(
-            func=found,
-            priority=call["priority"],
-            backend=self.alias,
-            queue_name=queue_name,
-            run_after=run_after,
-            takes_context=call["takes_context"],
+        return _stored_task(
+            type(self),
+            self.alias,
+            call["task"],
+            call["priority"],
+            queue_name,
+            call.get("run_after"),
+            call["takes_context"],
         )
 
     def check(self, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -185,6 +178,33 @@ class TaskQueueBackend(BaseTaskBackend):
                     )
                 )
         return messages
+
+
+@lru_cache(maxsize=256)
+def _stored_task(
+    backend_class: type[TaskQueueBackend],
+    alias: str,
+    path: str,
+    priority: int,
+    queue_name: str,
+    run_after: str | None,
+    takes_context: bool,
+) -> Task:
+    # Kept: a worker runs the same few tasks over and over, and importing the function and
+    # building (validating) its Task again for every call cost as much as the call itself.
+    # Tasks are frozen, so one object serves every call with the same options.
+    found = import_string(path)
+    when = parse_datetime(run_after) if run_after else None
+    if isinstance(found, Task):
+        return found.using(priority=priority, queue_name=queue_name, run_after=when, backend=alias)
+    return backend_class.task_class(
+        func=found,
+        priority=priority,
+        backend=alias,
+        queue_name=queue_name,
+        run_after=when,
+        takes_context=takes_context,
+    )
 
 
 def _result(task: Task, call: dict[str, Any], row: dict[str, Any], alias: str) -> TaskResult:

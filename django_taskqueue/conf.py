@@ -19,6 +19,7 @@ To add a key, add it to `DEFAULTS` with a comment, and a system check if its val
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -132,9 +133,11 @@ class TaskQueueSettings:
         return [_derive(secret) for secret in getattr(settings, "SECRET_KEY_FALLBACKS", [])]
 
 
+@lru_cache(maxsize=16)
 def _derive(secret: str | bytes) -> str:
     # A salted HMAC, so a signature made for the task queue is never valid for anything else
-    # that signs with SECRET_KEY (sessions, password reset tokens) and vice versa.
+    # that signs with SECRET_KEY (sessions, password reset tokens) and vice versa. A pure
+    # function of the secret, kept: every task request is signed and verified with it.
     return salted_hmac(_SIGNING_SALT, "signing key", secret=secret, algorithm="sha256").hexdigest()
 
 

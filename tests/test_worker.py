@@ -732,6 +732,57 @@ class TestClaims:
         assert (state.tokens, state.enforced_rate) == (0.0, None)
 
 
+class TestBatchedSuccesses:
+    def test_only_the_tasks_still_claimed_are_written(self, frozen_clock):
+        from django_taskqueue.db import operations
+        from django_taskqueue.dispatch.outcome import record_successes
+
+        Queue("fast").add([Task(url="/echo", name=f"s{i}") for i in range(4)])
+        QueueState.objects.create(name="fast")
+        claimed = claim_now("fast", frozen_clock).tasks
+        assert len(claimed) == 4
+        Queue("fast").delete_tasks_by_name("s1")  # deleted while it ran
+        TaskRecord.objects.filter(name="s2").update(worker_id="other")  # rescued and re-claimed
+        frozen_clock.advance(1)
+        done = [(t.id, t.leased_at, 200) for t in claimed]
+        written = record_successes("default", "w1", done, now=frozen_clock.now())
+        assert written == {claimed[0].id, claimed[3].id}
+        assert {r.name: r.state for r in TaskRecord.objects.filter(queue_name="fast")} == {
+            "s0": TaskState.SUCCEEDED,
+            "s1": TaskState.DELETED,
+            "s2": TaskState.RUNNING,
+            "s3": TaskState.SUCCEEDED,
+        }
+        s0 = row("s0", "fast")
+        assert (s0.finished_at, s0.last_response_code, s0.execution_count) == (
+            frozen_clock.now(),
+            200,
+            1,
+        )
+        # A second write of the same successes finds nothing left to write.
+        assert (
+            operations("default").mark_succeeded(
+                [claimed[0].id], "w1", claimed[0].leased_at, 200, frozen_clock.now()
+            )
+            == set()
+        )
+
+    def test_two_claims_and_status_codes_are_written_together(self, frozen_clock):
+        from django_taskqueue.dispatch.outcome import record_successes
+
+        Queue("fast").add([Task(url="/echo", name=f"s{i}") for i in range(3)])
+        QueueState.objects.create(name="fast")
+        first = claim_now("fast", frozen_clock, max_tasks=2).tasks
+        frozen_clock.advance(0.5)
+        second = claim_now("fast", frozen_clock, max_tasks=2).tasks
+        done = [(first[0].id, first[0].leased_at, 200), (first[1].id, first[1].leased_at, 204)]
+        done.append((second[0].id, second[0].leased_at, 200))
+        written = record_successes("default", "w1", done, now=frozen_clock.now())
+        assert written == {t.id for t in first + second}
+        codes = dict(TaskRecord.objects.values_list("name", "last_response_code"))
+        assert codes == {"s0": 200, "s1": 204, "s2": 200}
+
+
 def row_states(queue_name):
     rows = TaskRecord.objects.filter(queue_name=queue_name).values_list("state", flat=True)
     states = {}

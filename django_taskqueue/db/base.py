@@ -298,6 +298,39 @@ class Operations:
 
     # -- delete ---------------------------------------------------------------------------
 
+    def mark_succeeded(
+        self,
+        ids: Sequence[int],
+        worker_id: str,
+        leased_at: datetime.datetime | None,
+        status_code: int | None,
+        now: datetime.datetime,
+    ) -> set[int]:
+        """Mark the tasks `ids` SUCCEEDED if they are still this claim's; return those written.
+
+        A task is still the claim's while it is RUNNING under `worker_id` with the claim's
+        `leased_at`: one deleted, purged or rescued since is left alone.
+        """
+        ours = self.tasks().filter(
+            id__in=ids, state=TaskState.RUNNING, worker_id=worker_id, leased_at=leased_at
+        )
+        written = ours.update(
+            state=TaskState.SUCCEEDED,
+            finished_at=now,
+            last_response_code=status_code,
+            execution_count=F("execution_count") + 1,
+        )
+        if written == len(ids):
+            return set(ids)
+        if not written:
+            return set()
+        # Some were taken from us meanwhile (rare): find out which were written.
+        return set(
+            self.tasks()
+            .filter(id__in=ids, state=TaskState.SUCCEEDED, worker_id=worker_id, finished_at=now)
+            .values_list("id", flat=True)
+        )
+
     def delete_by_names(
         self, queue_name: str, names: Sequence[str], now: datetime.datetime
     ) -> set[str]:

@@ -148,6 +148,25 @@ class PostgreSQLOperations(Operations):
             cursor.execute(statement.plain, values)
             return cursor.fetchall()
 
+    def mark_succeeded(
+        self,
+        ids: Sequence[int],
+        worker_id: str,
+        leased_at: datetime.datetime | None,
+        status_code: int | None,
+        now: datetime.datetime,
+    ) -> set[int]:
+        # One prepared statement that says which rows it wrote (RETURNING), instead of an
+        # UPDATE and, when some task was taken meanwhile, a SELECT.
+        values = {
+            "ids": list(ids),
+            "worker": worker_id,
+            "leased_at": leased_at,
+            "code": status_code,
+            "now": now,
+        }
+        return {r[0] for r in self._execute_prepared(_succeeded_sql(), values)}
+
     def delete_by_names(
         self, queue_name: str, names: Sequence[str], now: datetime.datetime
     ) -> set[str]:
@@ -326,6 +345,28 @@ def _insert_one_sql(notify: bool) -> PreparedSQL:
         body = (
             f"WITH ins AS ({body}) SELECT name, (SELECT pg_notify(%(channel)s, %(queue)s)) FROM ins"
         )
+    return prepared_sql(body, params)
+
+
+@cache
+def _succeeded_sql() -> PreparedSQL:
+    """The success of a claim's tasks (`mark_succeeded`)."""
+    from django.db import connection
+
+    body = (
+        f"UPDATE {connection.ops.quote_name(TaskRecord._meta.db_table)} "
+        f"SET state = '{TaskState.SUCCEEDED}', finished_at = %(now)s, "
+        "last_response_code = %(code)s, execution_count = execution_count + 1 "
+        f"WHERE id = ANY(%(ids)s) AND state = '{TaskState.RUNNING}' AND worker_id = %(worker)s "
+        "AND leased_at IS NOT DISTINCT FROM %(leased_at)s RETURNING id"
+    )
+    params = [
+        ("ids", "bigint[]"),
+        ("worker", "text"),
+        ("leased_at", "timestamptz"),
+        ("code", "smallint"),
+        ("now", "timestamptz"),
+    ]
     return prepared_sql(body, params)
 
 

@@ -17,6 +17,7 @@ from django.db import transaction
 from django.db.models import F
 
 from .. import exceptions
+from ..db import operations
 from ..models import TaskRecord, TaskState
 from ..queues import get_queue_config
 from ..retry import RetryParameters, backoff_seconds, can_retry, effective_retry_parameters
@@ -128,42 +129,16 @@ def record_successes(
     groups: dict[tuple[Any, Any], list[int]] = {}
     for task_id, leased_at, status_code in done:
         groups.setdefault((leased_at, status_code), []).append(task_id)
+    ops = operations(alias)
+    if len(groups) == 1:  # the usual case: one statement, atomic by itself
+        [((leased_at, status_code), ids)] = groups.items()
+        return ops.mark_succeeded(ids, worker_id, leased_at, status_code, now)
     recorded: set[int] = set()
-    tasks = TaskRecord.objects.using(alias)
     # One transaction: one commit for the whole batch, whatever the number of groups.
     with transaction.atomic(using=alias):
         for (leased_at, status_code), ids in groups.items():
-            recorded |= _record_group(tasks, worker_id, ids, leased_at, status_code, now)
+            recorded |= ops.mark_succeeded(ids, worker_id, leased_at, status_code, now)
     return recorded
-
-
-def _record_group(
-    tasks: Any,
-    worker_id: str,
-    ids: list[int],
-    leased_at: datetime.datetime | None,
-    status_code: int | None,
-    now: datetime.datetime,
-) -> set[int]:
-    ours = tasks.filter(
-        id__in=ids, state=TaskState.RUNNING, worker_id=worker_id, leased_at=leased_at
-    )
-    written = ours.update(
-        state=TaskState.SUCCEEDED,
-        finished_at=now,
-        last_response_code=status_code,
-        execution_count=F("execution_count") + 1,
-    )
-    if written == len(ids):
-        return set(ids)
-    if not written:
-        return set()
-    # Some were taken from us meanwhile (rare): find out which were written.
-    return set(
-        tasks.filter(
-            id__in=ids, state=TaskState.SUCCEEDED, worker_id=worker_id, finished_at=now
-        ).values_list("id", flat=True)
-    )
 
 
 def record_failure(
