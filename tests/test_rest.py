@@ -511,6 +511,13 @@ class TestSchema:
         }
         lease = schema["paths"]["/taskqueue/api/queues/{queue}/lease/"]["post"]
         assert {"200", "400", "401", "403", "404", "429"} <= set(lease["responses"])
+        # App Engine's ranges are stated, so clients (and fuzzers) know them.
+        request = schema["components"]["schemas"]["LeaseRequestRequest"]["properties"]
+        assert (request["lease_seconds"]["minimum"], request["lease_seconds"]["maximum"]) == (
+            0,
+            604800,
+        )
+        assert (request["max_tasks"]["minimum"], request["max_tasks"]["maximum"]) == (1, 1000)
 
     def test_yaml_by_default(self, anonymous):
         response = anonymous.get(url("schema"))

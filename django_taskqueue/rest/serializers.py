@@ -7,7 +7,10 @@ import binascii
 import datetime
 from typing import Any
 
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+
+from ..limits import MAX_LEASE_SECONDS, MAX_TASKS_PER_LEASE
 
 #: The most names one batch delete takes (App Engine's batch limit).
 MAX_NAMES_PER_DELETE = 1000
@@ -16,6 +19,7 @@ MAX_NAMES_PER_DELETE = 1000
 MAX_PAGE_SIZE = 1000
 
 
+@extend_schema_field({"type": "string", "format": "byte"})
 class Base64Field(serializers.Field):
     """Bytes as base64 text; reads the standard and the URL-safe alphabet, padded or not."""
 
@@ -40,6 +44,19 @@ class UTCDateTimeField(serializers.DateTimeField):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(default_timezone=datetime.UTC, **kwargs)
+
+
+@extend_schema_field(
+    {"type": "number", "format": "double", "minimum": 0, "maximum": MAX_LEASE_SECONDS}
+)
+class LeaseSecondsField(serializers.FloatField):
+    """A lease's length in seconds. The range is App Engine's: the view checks it and answers
+    `invalid_lease_time` outside it; the schema states it."""
+
+
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": MAX_TASKS_PER_LEASE})
+class MaxTasksField(serializers.IntegerField):
+    """Tasks per lease call; outside the range the view answers `invalid_max_tasks`."""
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -122,8 +139,8 @@ class InsertSerializer(serializers.Serializer):
 
 
 class LeaseRequestSerializer(serializers.Serializer):
-    lease_seconds = serializers.FloatField(help_text="0 to 604800.")
-    max_tasks = serializers.IntegerField(help_text="1 to 1000.")
+    lease_seconds = LeaseSecondsField(help_text="0 to 604800.")
+    max_tasks = MaxTasksField(help_text="1 to 1000.")
     group_by_tag = serializers.BooleanField(
         default=False, help_text="Lease only tasks that share one tag."
     )
@@ -155,7 +172,7 @@ class LeaseResponseSerializer(serializers.Serializer):
 
 
 class ModifyLeaseSerializer(serializers.Serializer):
-    lease_seconds = serializers.FloatField(help_text="From now; 0 releases the task.")
+    lease_seconds = LeaseSecondsField(help_text="From now, 0 to 604800; 0 releases the task.")
     eta = UTCDateTimeField(help_text="The `eta` of the lease held, as leased.")
 
 
