@@ -296,7 +296,7 @@ class Operations:
             .update(eta=new_eta)
         )
 
-    # -- delete ---------------------------------------------------------------------------
+    # -- outcomes -------------------------------------------------------------------------
 
     def mark_succeeded(
         self,
@@ -330,6 +330,8 @@ class Operations:
             .filter(id__in=ids, state=TaskState.SUCCEEDED, worker_id=worker_id, finished_at=now)
             .values_list("id", flat=True)
         )
+
+    # -- delete ---------------------------------------------------------------------------
 
     def delete_by_names(
         self, queue_name: str, names: Sequence[str], now: datetime.datetime
