@@ -111,3 +111,18 @@ def run_burst_worker(env: dict[str, str], *queues: str) -> None:
         command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert worker.returncode == 0, worker.stderr
+
+
+def claim_now(queue_name: str, clock_source: Any, max_tasks: int = 100, worker_id: str = "w1"):
+    """Claim due tasks of the push queue `queue_name` as a worker would, at `clock_source.now()`."""
+    from django_taskqueue.dispatch.claim import claim
+    from django_taskqueue.queues import get_queue_config
+
+    return claim(
+        "default",
+        get_queue_config(queue_name),
+        now=clock_source.now(),
+        worker_id=worker_id,
+        max_tasks=max_tasks,
+        lease_seconds=60,
+    )

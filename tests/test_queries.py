@@ -7,6 +7,8 @@ from django_taskqueue import clock
 from django_taskqueue.models import QueueState
 from django_taskqueue.taskqueue import Queue, Task
 
+from .conftest import claim_now
+
 # Without an outer test transaction, so savepoints do not count as statements.
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -94,9 +96,6 @@ def test_a_pooler_that_drops_prepared_statements_turns_them_off(caplog):
     # after it is prepared. Adds and claims go on unprepared, and say so once in the log.
     from django.test.utils import CaptureQueriesContext
 
-    from django_taskqueue.dispatch.claim import claim
-    from django_taskqueue.queues import get_queue_config
-
     def pooler(execute, sql, params, many, context):
         result = execute(sql, params, many, context)
         if sql.startswith("PREPARE"):
@@ -108,14 +107,7 @@ def test_a_pooler_that_drops_prepared_statements_turns_them_off(caplog):
     with connection.execute_wrapper(pooler), CaptureQueriesContext(connection) as queries:
         Queue().add(Task(url="/x", name="a"))
         Queue().add(Task(url="/x", name="b"))
-        claimed = claim(
-            "default",
-            get_queue_config("default"),
-            now=clock.now(),
-            worker_id="w",
-            max_tasks=5,
-            lease_seconds=60,
-        )
+        claimed = claim_now("default", clock, max_tasks=5)
     assert Queue().fetch_statistics().tasks == 2
     assert len(claimed.tasks) == 2
     verbs = [q["sql"].split()[0] for q in queries.captured_queries]

@@ -26,7 +26,7 @@ from django_taskqueue.queues import get_queue_config
 from django_taskqueue.taskqueue import Queue, Task, TaskRetryOptions
 from django_taskqueue.testing import run_tasks
 
-from .conftest import FROZEN_AT
+from .conftest import FROZEN_AT, claim_now
 from .handlers import RECORD_ENV
 
 pytestmark = pytest.mark.django_db
@@ -585,17 +585,6 @@ class TestHttpDelivery:
 
 
 # -- claims: rate limits, concurrency, pause -----------------------------------------------
-
-
-def claim_now(queue_name, frozen_clock, max_tasks=100, worker_id="w1"):
-    return claim(
-        "default",
-        get_queue_config(queue_name),
-        now=frozen_clock.now(),
-        worker_id=worker_id,
-        max_tasks=max_tasks,
-        lease_seconds=60,
-    )
 
 
 class TestClaims:

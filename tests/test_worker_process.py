@@ -124,6 +124,19 @@ def test_sigterm_lets_the_in_flight_task_finish_and_exits_0(worker_env):
     assert "event=attempt queue=default task=inflight" in output
 
 
+def run_two_burst_workers(env, queue):
+    """Run workers w0 and w1 (concurrency 2) on `queue` until it is empty; return their output."""
+    args = ["--queue", queue, "--burst", "--concurrency", "2"]
+    workers = [start_worker(env, *args, "--worker-id", f"w{i}") for i in range(2)]
+    try:
+        outputs = [w.communicate(timeout=120)[0] for w in workers]
+    finally:
+        for w in workers:
+            stop(w)
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    return outputs
+
+
 def test_two_workers_share_the_bucket_and_the_concurrency_limit(worker_env):
     # queue "throttled": rate 20/s, bucket_size 1, max_concurrent_requests 1.
     env, record = worker_env
@@ -131,16 +144,9 @@ def test_two_workers_share_the_bucket_and_the_concurrency_limit(worker_env):
     Queue("throttled").add(
         [Task(method="GET", name=f"t{i:02}", url="/sleep?seconds=0.005") for i in range(60)]
     )
-    args = ["--queue", "throttled", "--burst", "--concurrency", "2"]
     started = time.monotonic()
-    workers = [start_worker(env, *args, "--worker-id", f"w{i}") for i in range(2)]
-    try:
-        outputs = [w.communicate(timeout=120)[0] for w in workers]
-    finally:
-        for w in workers:
-            stop(w)
+    outputs = run_two_burst_workers(env, "throttled")
     elapsed = time.monotonic() - started
-    assert [w.returncode for w in workers] == [0, 0], outputs
     assert TaskRecord.objects.filter(state=TaskState.SUCCEEDED).count() == 60
     runs = sorted(entries(record, "finished"), key=lambda e: e["started"])
     assert len(runs) == 60
@@ -162,14 +168,7 @@ def test_two_workers_never_beat_a_shared_rate(worker_env, settings):
     settings.TASKQUEUE = {**settings.TASKQUEUE, "QUEUES": rated}
     env["TASKQUEUE_TEST_OVERRIDES"] = json.dumps({"POLL_INTERVAL_SECONDS": 0.1, "QUEUES": rated})
     Queue("rated").add([Task(method="GET", name=f"r{i:02}", url="/echo") for i in range(40)])
-    args = ["--queue", "rated", "--burst", "--concurrency", "2"]
-    workers = [start_worker(env, *args, "--worker-id", f"w{i}") for i in range(2)]
-    try:
-        outputs = [w.communicate(timeout=120)[0] for w in workers]
-    finally:
-        for w in workers:
-            stop(w)
-    assert [w.returncode for w in workers] == [0, 0], outputs
+    outputs = run_two_burst_workers(env, "rated")
     assert TaskRecord.objects.filter(state=TaskState.SUCCEEDED).count() == 40
     assert len(set(TaskRecord.objects.values_list("worker_id", flat=True))) == 2, outputs
     starts = sorted(e["started"] for e in entries(record))
