@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import logging
+import threading
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -108,9 +109,10 @@ class PostgreSQLOperations(Operations):
         if connection.in_atomic_block:
             return self._execute_unprepared(statement, values)
         connection.ensure_connection()
-        session = _SESSIONS.get(connection.connection)
-        if session is None:
-            session = _SESSIONS[connection.connection] = _Session()
+        with _SESSIONS_LOCK:  # worker threads each have a connection, and share the map
+            session = _SESSIONS.get(connection.connection)
+            if session is None:
+                session = _SESSIONS[connection.connection] = _Session()
         if not session.prepares:
             return self._execute_unprepared(statement, values)
         args = [values[name] for name in statement.params]
@@ -300,6 +302,7 @@ class _Session:
 
 #: The state of each open connection, forgotten with it.
 _SESSIONS: weakref.WeakKeyDictionary[Any, _Session] = weakref.WeakKeyDictionary()
+_SESSIONS_LOCK = threading.Lock()
 
 
 def prepared_sql(body: str, params: Sequence[tuple[str, str]]) -> PreparedSQL:
