@@ -18,6 +18,7 @@ from django.utils.translation import gettext_lazy as _
 
 from . import clock
 from .conf import taskqueue_settings
+from .db import store
 from .models import QueueState, TaskRecord, TaskState
 from .queues import all_queue_configs
 from .taskqueue import Queue
@@ -184,15 +185,17 @@ class QueueAdmin(_ReadMostlyAdmin):
     @admin.action(description=_("Run waiting tasks now"), permissions=["change"])
     def run_now(self, request, queryset):
         names = [state.name for state in queryset]
-        tasks = TaskRecord.objects.using(taskqueue_settings.DATABASE)
-        count = tasks.filter(queue_name__in=names).run_now(clock.now())
+        alias = taskqueue_settings.DATABASE
+        tasks = TaskRecord.objects.using(alias).filter(queue_name__in=names)
+        count = store(alias).run_now(tasks, clock.now())
         self.message_user(request, _("%d task(s) are due now.") % count)
 
     @admin.action(description=_("Retry failed tasks"), permissions=["change"])
     def retry_failed(self, request, queryset):
         names = [state.name for state in queryset]
-        tasks = TaskRecord.objects.using(taskqueue_settings.DATABASE)
-        count = tasks.filter(queue_name__in=names).retry(clock.now())
+        alias = taskqueue_settings.DATABASE
+        tasks = TaskRecord.objects.using(alias).filter(queue_name__in=names)
+        count = store(alias).retry_failed(tasks, clock.now())
         self.message_user(request, _("%d failed task(s) queued again.") % count)
 
 
@@ -264,12 +267,12 @@ class TaskAdmin(_ReadMostlyAdmin):
 
     @admin.action(description=_("Run selected tasks now"), permissions=["change"])
     def run_now(self, request, queryset):
-        count = queryset.run_now(clock.now())
+        count = store(taskqueue_settings.DATABASE).run_now(queryset, clock.now())
         self.message_user(request, _("%d task(s) are due now.") % count)
 
     @admin.action(description=_("Retry selected failed tasks"), permissions=["change"])
     def retry(self, request, queryset):
-        count = queryset.retry(clock.now())
+        count = store(taskqueue_settings.DATABASE).retry_failed(queryset, clock.now())
         self.message_user(request, _("%d failed task(s) queued again.") % count)
 
     @admin.action(

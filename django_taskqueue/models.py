@@ -33,34 +33,11 @@ LIVE_STATES = (TaskState.QUEUED, TaskState.RUNNING)
 FINISHED_STATES = (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.DELETED)
 
 
-class TaskRecordQuerySet(models.QuerySet):
-    def live(self):
+class TaskRecordQuerySet(models.QuerySet["TaskRecord"]):
+    """Reads by intention; every write of a task row is a verb of the task store (`db/`)."""
+
+    def live(self) -> TaskRecordQuerySet:
         return self.filter(state__in=LIVE_STATES)
-
-    def finished(self):
-        return self.filter(state__in=FINISHED_STATES)
-
-    def due(self, now):
-        return self.filter(state=TaskState.QUEUED, eta__lte=now)
-
-    def of_queue(self, queue_name: str):
-        return self.filter(queue_name=queue_name)
-
-    def run_now(self, now) -> int:
-        """Make waiting tasks due at `now`; return how many."""
-        return self.filter(state=TaskState.QUEUED).update(eta=now)
-
-    def retry(self, now) -> int:
-        """Queue failed tasks again from a fresh start (counts and age limit reset)."""
-        return self.filter(state=TaskState.FAILED).update(
-            state=TaskState.QUEUED,
-            eta=now,
-            finished_at=None,
-            retry_count=0,
-            execution_count=0,
-            first_attempt_at=None,
-            worker_id=None,
-        )
 
 
 class TaskRecord(models.Model):

@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from django_taskqueue.dispatch.ratelimit import (
+from django_taskqueue.ratelimit import (
     available,
     measured_rate,
     refill,

@@ -665,7 +665,7 @@ class TestClaims:
         self, frozen_clock, tokens, tokens_at, enforced_rate, claimed
     ):
         # Every vendor's claim (PostgreSQL's is one SQL statement) against the Python functions.
-        from django_taskqueue.dispatch import ratelimit
+        from django_taskqueue import ratelimit
 
         now = frozen_clock.now()
         at = now + datetime.timedelta(seconds=tokens_at) if tokens_at is not None else None

@@ -1,7 +1,10 @@
-"""The hot-path SQL of each database vendor, behind one interface.
+"""The task store: every write of a task row, one verb per transition, per database vendor.
 
-`operations(alias)` returns the `Operations` of the alias's vendor. Everything that is not a
-hot path (statistics, admin, sweeps) uses the ORM directly.
+`store(alias)` returns the `TaskStore` of the alias's vendor (`operations` is the same
+function under the name the enqueue path uses). The portable store (`base.py`) is written
+with the ORM; a vendor's store (`postgresql.py`, `mysql.py`, `sqlite.py`) replaces a verb with
+its own SQL where one statement can do the work of several, and says what it can do in
+`features.py`. Reads that change nothing (statistics, listings) stay with their modules.
 """
 
 from __future__ import annotations
@@ -10,11 +13,11 @@ from functools import cache
 
 from django.db import connections
 
-from .base import Operations, TaskRow
+from .base import Operations, TaskRow, TaskStore
 
 
 @cache
-def _operations_class(vendor: str) -> type[Operations]:
+def _store_class(vendor: str) -> type[TaskStore]:
     if vendor == "postgresql":
         from .postgresql import PostgreSQLOperations
 
@@ -27,12 +30,14 @@ def _operations_class(vendor: str) -> type[Operations]:
         from .sqlite import SQLiteOperations
 
         return SQLiteOperations
-    return Operations
+    return TaskStore
 
 
-def operations(alias: str) -> Operations:
-    """Return the operations object for the database `alias`."""
-    return _operations_class(connections[alias].vendor)(alias)
+def store(alias: str) -> TaskStore:
+    """Return the task store of the database `alias`."""
+    return _store_class(connections[alias].vendor)(alias)
 
 
-__all__ = ["Operations", "TaskRow", "operations"]
+operations = store
+
+__all__ = ["Operations", "TaskRow", "TaskStore", "operations", "store"]

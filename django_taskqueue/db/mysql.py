@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .base import Operations, TaskRow
+from .base import TaskRow, TaskStore
+from .features import MySQLFeatures
 
 
-class MySQLOperations(Operations):
+class MySQLOperations(TaskStore):
+    features = MySQLFeatures
+
     def insert(self, rows: Sequence[TaskRow], notify: bool) -> set[str]:
         # Only unique-key conflicts can be ignored here: every other value was validated by
         # the Task constructor, so IGNORE cannot hide a truncation.

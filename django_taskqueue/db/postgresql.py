@@ -6,16 +6,19 @@ import datetime
 import hashlib
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from django.db import DatabaseError, transaction
 
+from .. import ratelimit
 from ..models import QueueState, TaskRecord, TaskState
-from .base import ANY_TAG, INSERT_COLUMNS, OneStatementClaim, Operations, TaskRow
+from .base import TaskStore
+from .features import PostgreSQLFeatures
+from .rows import ANY_TAG, INSERT_COLUMNS, OneStatementClaim, TaskRow
 
 #: The LISTEN/NOTIFY channel that wakes idle workers; the payload is the queue name.
 NOTIFY_CHANNEL = "django_taskqueue"
@@ -30,7 +33,9 @@ _ALREADY_PREPARED = "42P05"
 _PLAN_CHANGED = "0A000"
 
 
-class PostgreSQLOperations(Operations):
+class PostgreSQLOperations(TaskStore):
+    features = PostgreSQLFeatures
+
     def insert(self, rows: Sequence[TaskRow], notify: bool) -> set[str]:
         # ON CONFLICT DO NOTHING keeps a duplicate name from aborting the caller's transaction;
         # RETURNING tells which names went in. The NOTIFY rides in the same statement, and
@@ -40,7 +45,10 @@ class PostgreSQLOperations(Operations):
             # The common case, one task: a statement prepared once per session.
             values = dict(zip(_INSERT_NAMES, self.prepared_rows(rows)[0], strict=True))
             values.update(channel=NOTIFY_CHANNEL, queue=rows[0].queue_name)
-            return {r[0] for r in self._execute_prepared(_insert_one_sql(notify), values)}
+            return {
+                r[0]
+                for r in self._execute_prepared(_insert_one_sql(self.connection, notify), values)
+            }
         params = [p for row in self.prepared_rows(rows) for p in row]
         sql = (
             self.insert_sql(len(rows)) + " ON CONFLICT (queue_name, name) DO NOTHING RETURNING name"
@@ -62,9 +70,7 @@ class PostgreSQLOperations(Operations):
         lease_until: datetime.datetime,
         bucket: tuple[float, int] | None,
         columns: Sequence[str],
-    ) -> OneStatementClaim | None:
-        from ..dispatch.ratelimit import RATE_TIME_CONSTANT_SECONDS
-
+    ) -> OneStatementClaim:
         values: dict[str, Any] = {
             "queue": queue_name,
             "now": now,
@@ -74,8 +80,8 @@ class PostgreSQLOperations(Operations):
         }
         if bucket is not None:
             values.update(rate=float(bucket[0]), size=float(bucket[1]))
-            values["tc"] = float(RATE_TIME_CONSTANT_SECONDS)
-        sql = _claim_sql(tuple(columns), bucket is not None)
+            values["tc"] = float(ratelimit.RATE_TIME_CONSTANT_SECONDS)
+        sql = _claim_sql(self.connection, tuple(columns), bucket is not None)
         fetched = self._execute_prepared(sql, values)
         if not fetched:
             return OneStatementClaim(found=False)
@@ -93,7 +99,14 @@ class PostgreSQLOperations(Operations):
         rows.sort(key=lambda row: (-row["priority"], row["eta"], row["id"]))
         if level is not None:
             level -= len(rows)
-        return OneStatementClaim(found=True, paused=paused, wanted=wanted, tokens=level, rows=rows)
+        return OneStatementClaim(
+            found=True,
+            paused=paused,
+            wanted=wanted,
+            tokens=level,
+            rate=float(bucket[0]) if bucket is not None else None,
+            rows=rows,
+        )
 
     def _execute_prepared(self, statement: PreparedSQL, values: dict[str, Any]) -> list[tuple]:
         """Run `statement`, prepared once per database session; return its rows.
@@ -167,7 +180,7 @@ class PostgreSQLOperations(Operations):
             "code": status_code,
             "now": now,
         }
-        return {r[0] for r in self._execute_prepared(_succeeded_sql(), values)}
+        return {r[0] for r in self._execute_prepared(_succeeded_sql(self.connection), values)}
 
     def delete_by_names(
         self, queue_name: str, names: Sequence[str], now: datetime.datetime
@@ -265,6 +278,44 @@ class PostgreSQLOperations(Operations):
                     )
         return leased
 
+    def listen(self, wake: Callable[[], None], stopping: Callable[[], bool]) -> None:
+        """Call `wake()` on each NOTIFY of a committed add, until `stopping()` is true.
+
+        LISTEN needs a connection of its own, outside Django's (which belong to threads and
+        run queries); it is reopened with a growing pause when it breaks, and `wake()` is
+        called on each (re)connection, for the adds made while nobody listened.
+        """
+        conn = None
+        failures = 0
+        while not stopping():
+            try:
+                if conn is None:
+                    conn = self.connection.get_new_connection(
+                        self.connection.get_connection_params()
+                    )
+                    conn.autocommit = True
+                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                    wake()
+                    failures = 0
+                for _ in conn.notifies(timeout=0.5):
+                    wake()
+            except Exception:
+                failures += 1
+                logger.warning("event=listen_failed", exc_info=failures == 1)
+                if conn is not None:
+                    try:
+                        conn.close()
+                    except Exception:  # already broken; the next round opens a new one
+                        pass
+                    conn = None
+                time.sleep(min(_MAX_LISTEN_BACKOFF_SECONDS, 0.5 * 2**failures))
+        if conn is not None:
+            conn.close()
+
+
+#: The longest pause between two attempts to LISTEN again.
+_MAX_LISTEN_BACKOFF_SECONDS = 30.0
+
 
 def _json_decoders(columns: Sequence[str], connection: Any) -> list[tuple[str, Callable]]:
     """(column, decode) for the JSON columns among `columns`: raw cursors give their text."""
@@ -327,11 +378,28 @@ def prepared_sql(body: str, params: Sequence[tuple[str, str]]) -> PreparedSQL:
 _INSERT_NAMES = tuple(f"c{i}" for i in range(len(INSERT_COLUMNS)))
 
 
-@cache
-def _insert_one_sql(notify: bool) -> PreparedSQL:
-    """The insert of one task, with the NOTIFY in the same statement when `notify`."""
-    from django.db import connection
+def _statement(builder: Callable[..., PreparedSQL]) -> Callable[..., PreparedSQL]:
+    """Cache a statement builder that takes the store's connection and hashable arguments.
 
+    The statement is built with the connection it will run on (its quoting and column types),
+    never with `default`'s, which may be another database. Every PostgreSQL connection builds
+    the same text, so one statement is kept per arguments, whatever the alias.
+    """
+    built: dict[tuple[Any, ...], PreparedSQL] = {}
+
+    def cached(connection: Any, *args: Any) -> PreparedSQL:
+        statement = built.get(args)
+        if statement is None:
+            statement = built[args] = builder(connection, *args)
+        return statement
+
+    cached.__doc__ = builder.__doc__
+    return cached
+
+
+@_statement
+def _insert_one_sql(connection: Any, notify: bool) -> PreparedSQL:
+    """The insert of one task, with the NOTIFY in the same statement when `notify`."""
     quote = connection.ops.quote_name
     fields = [TaskRecord._meta.get_field(column) for column in INSERT_COLUMNS]
     params = [
@@ -351,11 +419,9 @@ def _insert_one_sql(notify: bool) -> PreparedSQL:
     return prepared_sql(body, params)
 
 
-@cache
-def _succeeded_sql() -> PreparedSQL:
+@_statement
+def _succeeded_sql(connection: Any) -> PreparedSQL:
     """The success of a claim's tasks (`mark_succeeded`)."""
-    from django.db import connection
-
     body = (
         f"UPDATE {connection.ops.quote_name(TaskRecord._meta.db_table)} "
         f"SET state = '{TaskState.SUCCEEDED}', finished_at = %(now)s, "
@@ -373,19 +439,17 @@ def _succeeded_sql() -> PreparedSQL:
     return prepared_sql(body, params)
 
 
-@cache
-def _claim_sql(columns: tuple[str, ...], with_bucket: bool) -> PreparedSQL:
+@_statement
+def _claim_sql(connection: Any, columns: tuple[str, ...], with_bucket: bool) -> PreparedSQL:
     """The claim of `claim_in_one_statement`, with or without the token bucket.
 
     One round trip in autocommit instead of a transaction of five: `st` locks the queue's
     state row (FOR UPDATE hands back its newest version, after waiting for a concurrent claim)
     and refills the bucket, `due` picks and locks the tasks the tokens allow, `claimed` marks
     them RUNNING and `bucket` writes the level back. A queue without a state row claims
-    nothing (LIMIT 0: a NULL limit would be no limit at all). The arithmetic is `dispatch.ratelimit`'s
-    refill(), available() and measured_rate(), in SQL.
+    nothing (LIMIT 0: a NULL limit would be no limit at all). The arithmetic
+    is `ratelimit`'s refill(), available() and measured_rate(), in SQL.
     """
-    from django.db import connection
-
     quote = connection.ops.quote_name
     table = quote(TaskRecord._meta.db_table)
     state_table = quote(QueueState._meta.db_table)

@@ -6,10 +6,13 @@ import datetime
 from collections.abc import Sequence
 
 from ..models import QueueState
-from .base import Operations, TaskRow
+from .base import TaskRow, TaskStore
+from .features import SQLiteFeatures
 
 
-class SQLiteOperations(Operations):
+class SQLiteOperations(TaskStore):
+    features = SQLiteFeatures
+
     def insert(self, rows: Sequence[TaskRow], notify: bool) -> set[str]:
         params = [p for row in self.prepared_rows(rows) for p in row]
         sql = (

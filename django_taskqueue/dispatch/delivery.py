@@ -42,8 +42,8 @@ from django.urls import set_script_prefix
 
 from .. import clock, security
 from ..conf import taskqueue_settings
+from ..db.rows import ClaimedTask
 from . import direct
-from .claim import ClaimedTask
 
 logger = logging.getLogger("django_taskqueue")
 
@@ -68,6 +68,8 @@ class Outcome:
     #: False when the request never reached a handler (connection refused): the attempt
     #: counts toward X-AppEngine-TaskRetryCount but not -TaskExecutionCount.
     reached_handler: bool = True
+    #: False for a failure retried without an error report (SingularTaskFailure).
+    reports_error: bool = True
     duration: float = 0.0
 
 
@@ -289,7 +291,9 @@ class Deliverer:
             return outcome
         except direct.SingularTaskFailure as e:
             # App Engine answers 408 here: a retry, no error report.
-            return Outcome(False, status_code=408, reason="singular failure", error=e)
+            return Outcome(
+                False, status_code=408, reason="singular failure", error=e, reports_error=False
+            )
         except Exception as e:
             return _failure_from_exception(e, status_code=None)
         try:

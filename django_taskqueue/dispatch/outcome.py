@@ -1,10 +1,11 @@
-"""The end of an attempt: success, a retry after a backoff, or failure for good.
+"""The end of an attempt decided: success, a retry after a backoff, or failure for good.
 
 The retry decision is App Engine's (`retry.py`): the task's own retry options wholly, else its
 queue's; it may retry unless it has exceeded its limits, the age limit counting from its first
-attempt. Each write is one conditional UPDATE on the task row: it applies only while the row is
-still RUNNING under the claim that produced the outcome, so a task deleted or purged meanwhile
-stays deleted, and a task the rescuer took back (lease expired) is not overwritten.
+attempt. The store writes the outcome (`TaskStore.succeed`, `retry_or_fail`, `mark_succeeded`)
+in one conditional UPDATE: it applies only while the row is still RUNNING under the claim that
+produced the outcome, so a task deleted or purged meanwhile stays deleted, and a task the
+rescuer took back (lease expired) is not overwritten.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
-from django.db.models import F
 
 from .. import exceptions
-from ..db import operations
-from ..models import TaskRecord, TaskState
+from ..db import store
+from ..db.rows import ClaimKey, Failure
 from ..queues import get_queue_config
 from ..retry import RetryParameters, backoff_seconds, can_retry, effective_retry_parameters
 
@@ -86,31 +86,55 @@ def error_entry(
     }
 
 
-def running_row(
-    task_id: int, worker_id: str | None, leased_at: datetime.datetime | None, alias: str
-):
-    """Return the task row as a queryset, only while it is RUNNING under that claim."""
-    return TaskRecord.objects.using(alias).filter(
-        id=task_id, state=TaskState.RUNNING, worker_id=worker_id, leased_at=leased_at
+def failure(
+    decision: Decision,
+    *,
+    status_code: int | None,
+    reason: str | None,
+    errors: list[Any],
+    new_error: dict[str, Any] | None,
+    reached_handler: bool,
+) -> Failure:
+    """Return what the store writes for a failed attempt: its decision and error history."""
+    if new_error is not None:
+        errors = [*errors, new_error][-MAX_ERRORS_KEPT:]
+    return Failure(
+        will_retry=decision.will_retry,
+        failures=decision.failures,
+        eta=decision.eta,
+        status_code=status_code,
+        reason=reason,
+        errors=errors,
+        last_error=(new_error["traceback"] or new_error["reason"]) if new_error else None,
+        reached_handler=reached_handler,
     )
 
 
+@dataclass(frozen=True)
+class Held:
+    """A task as one claim holds it, on the database `alias`."""
+
+    alias: str
+    key: ClaimKey
+
+
+def running_row(
+    task_id: int, worker_id: str | None, leased_at: datetime.datetime | None, alias: str
+) -> Held:
+    """Return the task as held by that claim; a write through it applies only while it is."""
+    return Held(alias, ClaimKey(task_id, worker_id, leased_at))
+
+
 def record_success(
-    rows: Any,
+    held: Held,
     *,
     now: datetime.datetime,
     status_code: int | None,
     return_value: Any,
 ) -> bool:
     """Mark the claimed task SUCCEEDED; return False if it was no longer ours."""
-    return bool(
-        rows.update(
-            state=TaskState.SUCCEEDED,
-            finished_at=now,
-            last_response_code=status_code,
-            return_value=return_value,
-            execution_count=F("execution_count") + 1,
-        )
+    return store(held.alias).succeed(
+        held.key, now=now, status_code=status_code, return_value=return_value
     )
 
 
@@ -129,44 +153,13 @@ def record_successes(
     groups: dict[tuple[Any, Any], list[int]] = {}
     for task_id, leased_at, status_code in done:
         groups.setdefault((leased_at, status_code), []).append(task_id)
-    ops = operations(alias)
+    tasks = store(alias)
     if len(groups) == 1:  # the usual case: one statement, atomic by itself
         [((leased_at, status_code), ids)] = groups.items()
-        return ops.mark_succeeded(ids, worker_id, leased_at, status_code, now)
+        return tasks.mark_succeeded(ids, worker_id, leased_at, status_code, now)
     recorded: set[int] = set()
     # One transaction: one commit for the whole batch, whatever the number of groups.
     with transaction.atomic(using=alias):
         for (leased_at, status_code), ids in groups.items():
-            recorded |= ops.mark_succeeded(ids, worker_id, leased_at, status_code, now)
+            recorded |= tasks.mark_succeeded(ids, worker_id, leased_at, status_code, now)
     return recorded
-
-
-def record_failure(
-    rows: Any,
-    *,
-    decision: Decision,
-    now: datetime.datetime,
-    status_code: int | None,
-    reason: str | None,
-    errors: list[Any],
-    new_error: dict[str, Any] | None,
-    reached_handler: bool,
-) -> bool:
-    """Queue the task again after its backoff, or mark it FAILED; False if no longer ours."""
-    if new_error is not None:
-        errors = [*errors, new_error][-MAX_ERRORS_KEPT:]
-    values: dict[str, Any] = {
-        "retry_count": decision.failures,
-        "last_response_code": status_code,
-        "last_retry_reason": (reason or "")[:200] or None,
-        "errors": errors,
-    }
-    if new_error is not None:
-        values["last_error"] = new_error["traceback"] or new_error["reason"]
-    if reached_handler:
-        values["execution_count"] = F("execution_count") + 1
-    if decision.will_retry:
-        values.update(state=TaskState.QUEUED, eta=decision.eta)
-    else:
-        values.update(state=TaskState.FAILED, finished_at=now)
-    return bool(rows.update(**values))

@@ -21,9 +21,12 @@ import datetime
 import logging
 from typing import Any
 
+from .. import clock
 from ..conf import taskqueue_settings
-from ..models import TaskRecord, TaskState
+from ..db import store
+from ..models import TaskState
 from . import outcome
+from .dbretry import DB_ERRORS
 
 logger = logging.getLogger("django_taskqueue")
 
@@ -50,26 +53,9 @@ class Rescuer(Sweep):
     reason = "worker lost"
 
     def run(self, now: datetime.datetime) -> int:
-        tasks = TaskRecord.objects.using(self.alias)
-        expired = list(
-            tasks.filter(state=TaskState.RUNNING, eta__lt=now)
-            .exclude(method="PULL")
-            .order_by("eta")
-            .values(
-                "id",
-                "queue_name",
-                "name",
-                "eta",
-                "worker_id",
-                "leased_at",
-                "retry_count",
-                "retry_options",
-                "first_attempt_at",
-                "errors",
-            )[: self.limit]
-        )
+        tasks = store(self.alias)
         rescued = 0
-        for row in expired:
+        for row in tasks.expired_claims(now, self.limit):
             decision = outcome.decide(
                 retry_count=row["retry_count"],
                 retry_options=row["retry_options"],
@@ -86,25 +72,15 @@ class Rescuer(Sweep):
                 traceback=None,
                 worker_id=row["worker_id"],
             )
-            # Conditional on the row as read: another rescuer, or the worker finishing at
-            # the last moment, may have moved it since.
-            rows = tasks.filter(
-                id=row["id"],
-                state=TaskState.RUNNING,
-                eta=row["eta"],
-                worker_id=row["worker_id"],
-                leased_at=row["leased_at"],
-            )
-            if outcome.record_failure(
-                rows,
-                decision=decision,
-                now=now,
+            lost = outcome.failure(
+                decision,
                 status_code=None,
                 reason=self.reason,
                 errors=list(row["errors"] or []),
                 new_error=entry,
                 reached_handler=True,
-            ):
+            )
+            if tasks.rescue(row, lost, now):
                 rescued += 1
                 logger.warning(
                     "event=rescued queue=%s task=%s worker=%s will_retry=%s",
@@ -132,27 +108,39 @@ class Pruner(Sweep):
             ),
             ((TaskState.FAILED,), max(tombstone, taskqueue_settings.FAILED_RETENTION_SECONDS)),
         ]
-        tasks = TaskRecord.objects.using(self.alias)
+        tasks = store(self.alias)
         pruned = 0
         for states, retention in policies:
             cutoff = now - datetime.timedelta(seconds=retention)
-            for _ in range(self.max_batches):
-                ids = list(
-                    tasks.filter(state__in=states, finished_at__lt=cutoff).values_list(
-                        "id", flat=True
-                    )[: self.limit]
-                )
-                if not ids:
-                    break
-                # Re-checked in the DELETE: a row revived meanwhile (admin retry) stays.
-                pruned += tasks.filter(
-                    id__in=ids, state__in=states, finished_at__lt=cutoff
-                ).delete()[0]
-                if len(ids) < self.limit:
-                    break
+            pruned += tasks.prune(states, cutoff, self.limit, self.max_batches)
         if pruned:
             logger.info("event=pruned tasks=%s", pruned)
         return pruned
+
+
+class SweepScheduler:
+    """Run each sweep when its interval has passed (on the monotonic clock)."""
+
+    def __init__(self, sweeps: list[Sweep]) -> None:
+        self.sweeps = sweeps
+        self._due: dict[str, float] = {}
+
+    def run_due(self) -> None:
+        """Run the sweeps whose time has come; a sweep's own failure is logged, not raised.
+
+        Database errors are raised: the worker's loop reconnects and pauses on them.
+        """
+        now_mono = clock.monotonic()
+        for sweep in self.sweeps:
+            if self._due.get(sweep.name, 0.0) > now_mono:
+                continue
+            self._due[sweep.name] = now_mono + sweep.interval_seconds
+            try:
+                sweep.run(clock.now())
+            except DB_ERRORS:
+                raise
+            except Exception:
+                logger.exception("event=sweep_failed sweep=%s", sweep.name)
 
 
 def default_sweeps(alias: str) -> list[Sweep]:

@@ -1,0 +1,47 @@
+"""Database errors in the worker: logged, the connection reset, the call tried again."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from django.db import DatabaseError, InterfaceError, connections
+
+logger = logging.getLogger("django_taskqueue")
+
+#: What the worker survives: the database went away or refused a statement.
+DB_ERRORS = (DatabaseError, InterfaceError)
+#: The longest pause between two tries.
+MAX_BACKOFF_SECONDS = 30.0
+
+T = TypeVar("T")
+
+
+def backoff_seconds(failures: int) -> float:
+    """Return the pause after `failures` failures in a row: 0.5 s, doubling, at most 30 s."""
+    return min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (failures - 1))
+
+
+def reset_connection(alias: str) -> None:
+    """Close the alias's connection in this thread; the next query opens a new one."""
+    try:
+        connections[alias].close()
+    except Exception:  # the connection is already broken; a new one opens on next use
+        logger.debug("event=close_failed", exc_info=True)
+
+
+def with_db_retries(alias: str, worker_id: str, function: Callable[[], T], attempts: int = 6) -> T:
+    """Call `function`, reconnecting and retrying on database errors with a growing pause."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return function()
+        except DB_ERRORS:
+            if attempt == attempts:
+                raise
+            pause = backoff_seconds(attempt)
+            logger.exception("event=database_error worker=%s retry_in=%.1f", worker_id, pause)
+            reset_connection(alias)
+            time.sleep(pause)
+    raise AssertionError("unreachable")  # pragma: no cover
