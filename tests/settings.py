@@ -1,5 +1,6 @@
 """Settings of the test project; DATABASE_URL chooses SQLite (default), PostgreSQL or MySQL."""
 
+import copy
 import os
 import tempfile
 from importlib.util import find_spec
@@ -60,6 +61,14 @@ DATABASES["other"] = {
     "ENGINE": "django.db.backends.sqlite3",
     "NAME": str(_SQLITE_DIR / "django_taskqueue_other.sqlite3"),
     "TEST": {"NAME": str(_SQLITE_DIR / f"test_django_taskqueue_other_{os.getpid()}.sqlite3")},
+}
+
+# The suite's database under a second name, for a queue whose alias is not `default`: the task
+# store must build its statements with the connection of the queue's alias, which
+# tests/test_store_alias.py checks with `default` pointed at another database.
+DATABASES["queue"] = {
+    **copy.deepcopy(_db),
+    "TEST": {**_db.get("TEST", {}), "MIRROR": "default"},
 }
 
 SECRET_KEY = "django-taskqueue-tests-not-secret"

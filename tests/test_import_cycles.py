@@ -54,9 +54,7 @@ def _load_time_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
 
 def import_graph() -> dict[str, set[str]]:
     """Return module -> the package's modules it imports at load time."""
-    paths = {
-        _module_name(p): p for p in PACKAGE_DIR.rglob("*.py") if "migrations" not in p.parts
-    }
+    paths = {_module_name(p): p for p in PACKAGE_DIR.rglob("*.py") if "migrations" not in p.parts}
     graph: dict[str, set[str]] = {name: set() for name in paths}
     for name, path in paths.items():
         is_package = path.name == "__init__.py"

@@ -378,6 +378,16 @@ def prepared_sql(body: str, params: Sequence[tuple[str, str]]) -> PreparedSQL:
 _INSERT_NAMES = tuple(f"c{i}" for i in range(len(INSERT_COLUMNS)))
 
 
+#: The statements built so far, one dict per builder.
+_BUILT: list[dict[tuple[Any, ...], PreparedSQL]] = []
+
+
+def clear_statement_cache() -> None:
+    """Forget the statements built so far; each is built again on its next use."""
+    for built in _BUILT:
+        built.clear()
+
+
 def _statement(builder: Callable[..., PreparedSQL]) -> Callable[..., PreparedSQL]:
     """Cache a statement builder that takes the store's connection and hashable arguments.
 
@@ -386,6 +396,7 @@ def _statement(builder: Callable[..., PreparedSQL]) -> Callable[..., PreparedSQL
     the same text, so one statement is kept per arguments, whatever the alias.
     """
     built: dict[tuple[Any, ...], PreparedSQL] = {}
+    _BUILT.append(built)
 
     def cached(connection: Any, *args: Any) -> PreparedSQL:
         statement = built.get(args)
