@@ -10,5 +10,6 @@ class TaskQueueConfig(AppConfig):
 
     def ready(self) -> None:
         # checks registers the system checks; handlers, the direct handlers of the deferred
-        # library and of Django's Tasks framework.
-        from . import checks, handlers  # noqa: F401
+        # library and of Django's Tasks framework; taskqueue hands `Queue` to `task`, whose
+        # `Task.add` needs it.
+        from . import checks, handlers, taskqueue  # noqa: F401

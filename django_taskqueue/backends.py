@@ -43,7 +43,7 @@ from ._tasks_compat import (
     task_started,
 )
 from .dispatch import direct
-from .handlers import DJANGO_TASKS_URL
+from .dispatch.direct import DJANGO_TASKS_URL
 from .models import TaskState
 from .signals import task_attempt_finished
 

@@ -145,13 +145,10 @@ taskqueue_settings = TaskQueueSettings()
 
 
 def reload_settings(*, setting: str, **kwargs: Any) -> None:
-    """Reload the settings object and the queue definitions when `TASKQUEUE` changes."""
+    """Reload the settings object when `TASKQUEUE` changes (`queues` drops its own cache)."""
     if setting != SETTING_NAME:
         return
     taskqueue_settings.reload()
-    from . import queues  # queues imports this module
-
-    queues.clear_cache()
 
 
 setting_changed.connect(reload_settings)

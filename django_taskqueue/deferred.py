@@ -29,8 +29,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from . import callables, taskqueue
 from .callables import InvalidCallableError, PayloadError
-from .dispatch.direct import PermanentTaskFailure, SingularTaskFailure
-from .handlers import DEFERRED_URL
+from .dispatch.direct import DEFERRED_URL, PermanentTaskFailure, SingularTaskFailure
 from .results import ResultStatus, TaskError, TaskResult, aget_result, get_result
 
 __all__ = [

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from .dispatch import direct
+from .dispatch.direct import DEFERRED_URL, DJANGO_TASKS_URL
 
-DEFERRED_URL = "/_ah/queue/deferred"
-DJANGO_TASKS_URL = "/_ah/queue/django-tasks"
+__all__ = ["DEFERRED_URL", "DJANGO_TASKS_URL", "run_deferred", "run_django_task"]
 
 
 def run_deferred(call: direct.DirectCall) -> Any:

@@ -41,9 +41,10 @@ from typing import Any
 
 import yaml
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 
 from . import exceptions
-from .conf import taskqueue_settings
+from .conf import SETTING_NAME, taskqueue_settings
 from .retry import RETRY_OPTION_NAMES, RetryParameters, parse_age_limit
 
 DEFAULT_QUEUE_NAME = "default"
@@ -455,6 +456,15 @@ def clear_cache() -> None:
     global _cache, _generation
     _generation += 1
     _cache = None
+
+
+def _settings_changed(*, setting: str, **kwargs: Any) -> None:
+    """Forget the queue definitions when `TASKQUEUE` changes (after `conf` reloads it)."""
+    if setting == SETTING_NAME:
+        clear_cache()
+
+
+setting_changed.connect(_settings_changed)
 
 
 def _yaml_stamp(path: Any) -> tuple[str, int, int] | None:

@@ -58,14 +58,12 @@ class QueueStatistics:
     @classmethod
     def fetch(cls, queue_or_queues: Any, deadline: float = 10) -> Any:
         """Fetch statistics of a Queue or queue name, or of an iterable of either kind."""
-        from .taskqueue import Queue
-
         check_deadline(deadline)
-        if isinstance(queue_or_queues, (Queue, str)):
+        if isinstance(queue_or_queues, (_queue_class, str)):
             return cls._fetch_one(_as_queue(queue_or_queues))
         items = list(queue_or_queues)
         kinds = {type(item) for item in items}
-        if kinds and not (kinds <= {Queue} or kinds <= {str}):
+        if kinds and not (kinds <= {_queue_class} or kinds <= {str}):
             raise TypeError("queue_or_queues must be only Queue objects or only names")
         return [cls._fetch_one(_as_queue(item)) for item in items]
 
@@ -120,6 +118,9 @@ class QueueStatistics:
 
 
 def _as_queue(item: Queue | str) -> Queue:
-    from .taskqueue import Queue
+    return item if isinstance(item, _queue_class) else _queue_class(item)
 
-    return item if isinstance(item, Queue) else Queue(item)
+
+#: `taskqueue.Queue`, handed over by `taskqueue` when it loads: that module imports this one, so
+#: this one does not import it back.
+_queue_class: Any = None

@@ -444,9 +444,7 @@ class Task:
 
     def add(self, queue_name: str = DEFAULT_QUEUE, transactional: bool = False) -> Task:
         """Add this task to the queue `queue_name` and return it."""
-        from .taskqueue import Queue
-
-        return Queue(queue_name).add(self, transactional=transactional)
+        return _queue_class(queue_name).add(self, transactional=transactional)
 
     def add_async(
         self,
@@ -454,14 +452,10 @@ class Task:
         transactional: bool = False,
         rpc: UserRPC | None = None,
     ) -> UserRPC:
-        from .taskqueue import Queue
-
-        return Queue(queue_name).add_async(self, transactional=transactional, rpc=rpc)
+        return _queue_class(queue_name).add_async(self, transactional=transactional, rpc=rpc)
 
     async def aadd(self, queue_name: str = DEFAULT_QUEUE, transactional: bool = False) -> Task:
-        from .taskqueue import Queue
-
-        return await Queue(queue_name).aadd(self, transactional=transactional)
+        return await _queue_class(queue_name).aadd(self, transactional=transactional)
 
     # -- storage ---------------------------------------------------------------------------
 
@@ -473,3 +467,8 @@ class Task:
             f"Task<name={self._name!r} queue={self._queue_name!r} method={self._method} "
             f"eta={self._eta.isoformat()}>"
         )
+
+
+#: `taskqueue.Queue`, handed over by `taskqueue` when it loads: that module imports this one, so
+#: this one does not import it back. `Task.add` needs it only when called.
+_queue_class: Any = None

@@ -18,6 +18,8 @@ from asgiref.sync import sync_to_async
 from django.db import connections, transaction
 
 from . import clock
+from . import statistics as _statistics_module
+from . import task as _task_module
 from .conf import taskqueue_settings
 from .db import TaskRow, operations
 from .db.base import ANY_TAG
@@ -624,3 +626,9 @@ def add(*args: Any, **kwargs: Any) -> Task:
 async def aadd(*args: Any, **kwargs: Any) -> Task:
     """The coroutine twin of `add`."""
     return await sync_to_async(add)(*args, **kwargs)
+
+
+# `task` and `statistics` use Queue when called; they cannot import this module, which imports
+# them, so it hands them the class here.
+_task_module._queue_class = Queue
+_statistics_module._queue_class = Queue

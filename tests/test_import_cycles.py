@@ -1,9 +1,8 @@
 """The package's modules import one another without a cycle.
 
-Only imports that run when a module is loaded count: those at module level, and those in
-module-level `if`/`try` blocks. Imports inside functions run later, on a call, and imports under
-`if TYPE_CHECKING:` never run. A cycle among load-time imports makes the import order matter (a
-name may be missing half-way through) and couples modules that should be layered.
+Every import counts, those inside functions too: an import deferred to a call only hides a
+cycle, and two modules that need each other are one concern split in two, or layers the wrong
+way round. Imports under `if TYPE_CHECKING:` never run and do not count.
 """
 
 from __future__ import annotations
@@ -30,36 +29,36 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _load_time_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+def _imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """Every import of the module, at any depth, except those under `if TYPE_CHECKING:`."""
     found: list[ast.Import | ast.ImportFrom] = []
 
-    def walk(body: list[ast.stmt]) -> None:
-        for node in body:
-            if isinstance(node, ast.Import | ast.ImportFrom):
-                found.append(node)
-            elif isinstance(node, ast.If):
-                if not _is_type_checking(node.test):
-                    walk(node.body)
-                walk(node.orelse)
-            elif isinstance(node, ast.Try):
-                walk(node.body)
-                for handler in node.handlers:
-                    walk(handler.body)
-                walk(node.orelse)
-                walk(node.finalbody)
+    class Visitor(ast.NodeVisitor):
+        def visit_If(self, node: ast.If) -> None:
+            if _is_type_checking(node.test):
+                for child in node.orelse:
+                    self.visit(child)
+                return
+            self.generic_visit(node)
 
-    walk(tree.body)
+        def visit_Import(self, node: ast.Import) -> None:
+            found.append(node)
+
+        def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+            found.append(node)
+
+    Visitor().visit(tree)
     return found
 
 
 def import_graph() -> dict[str, set[str]]:
-    """Return module -> the package's modules it imports at load time."""
+    """Return module -> the package's modules it imports."""
     paths = {_module_name(p): p for p in PACKAGE_DIR.rglob("*.py") if "migrations" not in p.parts}
     graph: dict[str, set[str]] = {name: set() for name in paths}
     for name, path in paths.items():
         is_package = path.name == "__init__.py"
         tree = ast.parse(path.read_text(), str(path))
-        for node in _load_time_imports(tree):
+        for node in _imports(tree):
             targets: list[str] = []
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]

@@ -57,6 +57,10 @@ class DirectCall:
 
 DirectHandler = Callable[[DirectCall], Any]
 
+#: The urls of the package's own direct handlers (registered by `handlers`).
+DEFERRED_URL = "/_ah/queue/deferred"
+DJANGO_TASKS_URL = "/_ah/queue/django-tasks"
+
 _handlers: dict[str, DirectHandler] = {}
 
 
