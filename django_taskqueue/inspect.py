@@ -24,13 +24,13 @@ from typing import Any
 from django.db.models import Q
 
 from .conf import taskqueue_settings
+from .db.rows import ANY_TAG
 from .models import LIVE_STATES, TaskRecord
 from .queues import get_queue_config
 
 __all__ = ["TaskInfo", "get_task", "list_tasks", "enqueued_times", "ANY_TAG"]
 
 #: `list_tasks(tag=ANY_TAG)` (the default): tasks with any tag or none.
-ANY_TAG: Any = object()
 
 _COLUMNS = ("name", "method", "tag", "eta", "retry_count", "enqueued_at", "leased_at")
 

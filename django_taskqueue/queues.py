@@ -45,13 +45,13 @@ from django.core.signals import setting_changed
 
 from . import exceptions
 from .conf import SETTING_NAME, taskqueue_settings
+from .limits import QUEUE_NAME_RE
 from .retry import RETRY_OPTION_NAMES, RetryParameters, parse_age_limit
 
 DEFAULT_QUEUE_NAME = "default"
 DEFAULT_RATE_TEXT = "5/s"
 DEFAULT_BUCKET_SIZE = 5
 
-QUEUE_NAME_RE = re.compile(r"^[a-zA-Z0-9-]{1,100}$")
 _RATE_RE = re.compile(r"^(?:0|([0-9]+(?:\.[0-9]*)?)/([smhd]))$")
 _MODULE_RE = r"(?!-)[a-z\d\-]{1,63}"
 _VERSION_RE = r"(?!-)[a-z\d\-]{1,100}"

@@ -10,7 +10,7 @@ from django.db.models import Count, Min, Q
 from . import clock
 from .conf import taskqueue_settings
 from .exceptions import transient_on_database_errors
-from .models import QueueState, TaskRecord, TaskState
+from .models import LIVE_STATES, QueueState, TaskRecord, TaskState
 from .rpc import UserRPC, check_deadline
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class QueueStatistics:
         minute = now - datetime.timedelta(minutes=1)
         hour = now - datetime.timedelta(hours=1)
         records = TaskRecord.objects.using(alias).filter(queue_name=queue.name)
-        live = records.filter(state__in=(TaskState.QUEUED, TaskState.RUNNING)).aggregate(
+        live = records.filter(state__in=LIVE_STATES).aggregate(
             tasks=Count("id"),
             oldest=Min("eta", filter=Q(state=TaskState.QUEUED)),
             running=Count("id", filter=Q(state=TaskState.RUNNING)),

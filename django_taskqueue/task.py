@@ -299,6 +299,7 @@ class Task:
         self._retry_count = 0
         self._execution_count = 0
         self._was_enqueued = False
+        self._enqueued_at: datetime.datetime | None = None
         self._was_deleted = False
         self._stored_url: str | None = None
         #: Dispatch priority among due tasks of a queue (used by the Django Tasks backend).
@@ -343,6 +344,7 @@ class Task:
         task._was_deleted = False
         task._stored_url = url
         task._priority = row.get("priority", 0)
+        task._enqueued_at = row.get("enqueued_at")
         return task
 
     # -- properties, as App Engine's -------------------------------------------------------
@@ -413,6 +415,11 @@ class Task:
     @property
     def target(self) -> Any:
         return self._target
+
+    @property
+    def enqueued_at(self) -> datetime.datetime | None:
+        """When the task was added, for a task read back from its queue (None otherwise)."""
+        return self._enqueued_at
 
     @property
     def was_enqueued(self) -> bool:

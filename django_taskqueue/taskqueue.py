@@ -22,7 +22,7 @@ from . import statistics as _statistics_module
 from . import task as _task_module
 from .conf import taskqueue_settings
 from .db import TaskRow, operations
-from .db.base import ANY_TAG
+from .db.rows import ANY_TAG
 from .exceptions import (
     BadTaskStateError,
     BadTransactionState,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .conf import taskqueue_settings
-from .models import TaskRecord, TaskState
+from .models import LIVE_STATES, TaskRecord
 from .taskqueue import Task
 
 _COLUMNS = (
@@ -35,9 +35,7 @@ def get_filtered_tasks(
     `url` matches a push task's full url (its queue's default url included); `queue_names`
     is a name or a list of names. Tasks come in ETA order.
     """
-    rows = TaskRecord.objects.using(taskqueue_settings.DATABASE).filter(
-        state__in=(TaskState.QUEUED, TaskState.RUNNING)
-    )
+    rows = TaskRecord.objects.using(taskqueue_settings.DATABASE).filter(state__in=LIVE_STATES)
     if url is not None:
         rows = rows.filter(url=url)
     if name is not None:

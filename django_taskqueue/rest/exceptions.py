@@ -25,18 +25,6 @@ class InvalidRequest(exceptions.APIException):
     default_code = "invalid"
 
 
-class NotAllowed(exceptions.APIException):
-    status_code = status.HTTP_403_FORBIDDEN
-    default_detail = "You do not have permission to perform this action."
-    default_code = "permission_denied"
-
-
-class NotFound(exceptions.APIException):
-    status_code = status.HTTP_404_NOT_FOUND
-    default_detail = "Not found."
-    default_code = "not_found"
-
-
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The request conflicts with the task's current state."
@@ -62,9 +50,9 @@ STATUS_OF: tuple[tuple[type[taskqueue_exceptions.Error], type[exceptions.APIExce
     (taskqueue_exceptions.TombstonedTaskError, Conflict),
     (taskqueue_exceptions.TaskLeaseExpiredError, Conflict),
     (taskqueue_exceptions.QueuePausedError, Conflict),
-    (taskqueue_exceptions.UnknownQueueError, NotFound),
-    (taskqueue_exceptions.UnknownTaskError, NotFound),
-    (taskqueue_exceptions.PermissionDeniedError, NotAllowed),
+    (taskqueue_exceptions.UnknownQueueError, exceptions.NotFound),
+    (taskqueue_exceptions.UnknownTaskError, exceptions.NotFound),
+    (taskqueue_exceptions.PermissionDeniedError, exceptions.PermissionDenied),
     (taskqueue_exceptions.TransientError, ServiceUnavailable),
     (taskqueue_exceptions.DatastoreError, ServiceUnavailable),
     (taskqueue_exceptions.InternalError, ServiceUnavailable),
@@ -93,7 +81,7 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     elif isinstance(exc, RequestDataTooBig):
         exc = PayloadTooLarge(detail=str(exc))
     elif isinstance(exc, Http404):
-        exc = NotFound()
+        exc = exceptions.NotFound()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -21,12 +21,9 @@ class LeaseRateThrottle(SimpleRateThrottle):
 
     scope = "taskqueue_lease"
 
-    def __init__(self) -> None:
-        # The rate is read per request, so override_settings(TASKQUEUE=...) applies at once.
-        self.rate = self.get_rate()
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-
     def get_rate(self) -> str | None:
+        # DRF makes a throttle per request and asks for its rate then, so
+        # override_settings(TASKQUEUE=...) applies at once.
         return taskqueue_settings.REST_LEASE_RATE
 
     def timer(self) -> float:

@@ -14,7 +14,7 @@ from django.utils.module_loading import import_string
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -33,7 +33,7 @@ from ..exceptions import (
 from ..queues import QueueConfig, all_queue_configs
 from ..taskqueue import Queue, Task
 from . import serializers
-from .exceptions import NotFound, exception_handler
+from .exceptions import exception_handler
 from .permissions import QueueAccess, may_see
 from .throttling import LeaseRateThrottle
 
@@ -326,7 +326,6 @@ class LeaseView(QueueAPIView):
             )
         else:
             tasks = self.queue.lease_tasks(data["lease_seconds"], data["max_tasks"])
-        enqueued = inspect.enqueued_times(self.queue.name, [t.name for t in tasks])
         items = [
             {
                 "name": t.name,
@@ -334,7 +333,7 @@ class LeaseView(QueueAPIView):
                 "tag": t.tag,
                 "eta": t.eta,
                 "retry_count": t.retry_count,
-                "enqueued_at": enqueued.get(t.name),
+                "enqueued_at": t.enqueued_at,
             }
             for t in tasks
         ]
