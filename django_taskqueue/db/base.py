@@ -332,7 +332,7 @@ class TaskStore:
     def existing(self, queue_name: str, names: Iterable[str]) -> dict[str, dict[str, Any]]:
         """Return name -> {state, finished_at} for rows holding any of `names`."""
         rows = self.tasks().filter(queue_name=queue_name, name__in=list(names))
-        return {r["name"]: r for r in rows.values("name", "state", "finished_at")}
+        return {r["name"]: dict(r) for r in rows.values("name", "state", "finished_at")}
 
     def drop_expired_tombstones(
         self, queue_name: str, names: Iterable[str], cutoff: datetime.datetime
@@ -404,8 +404,15 @@ class TaskStore:
             )
             return self._own(rows, now, lease_until, may_lease)
 
-    def _own(self, rows, now, lease_until, may_lease) -> list[dict[str, Any]]:
-        leased, exhausted = [], []
+    def _own(
+        self,
+        rows: list[dict[str, Any]],
+        now: datetime.datetime,
+        lease_until: datetime.datetime,
+        may_lease: Callable[[dict[str, Any]], bool],
+    ) -> list[dict[str, Any]]:
+        leased: list[dict[str, Any]] = []
+        exhausted: list[dict[str, Any]] = []
         for row in rows:
             (leased if may_lease(row) else exhausted).append(row)
         if exhausted:

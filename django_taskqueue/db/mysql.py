@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from .base import TaskRow, TaskStore
 from .features import MySQLFeatures
@@ -14,7 +15,8 @@ class MySQLOperations(TaskStore):
     def insert(self, rows: Sequence[TaskRow], notify: bool) -> set[str]:
         # Only unique-key conflicts can be ignored here: every other value was validated by
         # the Task constructor, so IGNORE cannot hide a truncation.
-        if self.connection.mysql_is_mariadb:
+        connection: Any = self.connection  # MySQL's wrapper, with mysql_is_mariadb
+        if connection.mysql_is_mariadb:
             # MariaDB returns exactly the rows that went in.
             params = [p for row in self.prepared_rows(rows) for p in row]
             sql = "INSERT IGNORE" + self.insert_sql(len(rows))[len("INSERT") :] + " RETURNING name"
@@ -27,8 +29,8 @@ class MySQLOperations(TaskStore):
         inserted: set[str] = set()
         sql_one = "INSERT IGNORE" + self.insert_sql(1)[len("INSERT") :]
         with self.connection.cursor() as cursor:
-            for row, params in zip(rows, self.prepared_rows(rows), strict=True):
-                cursor.execute(sql_one, params)
+            for row, row_params in zip(rows, self.prepared_rows(rows), strict=True):
+                cursor.execute(sql_one, row_params)
                 if cursor.rowcount == 1:
                     inserted.add(row.name)
         return inserted

@@ -225,10 +225,10 @@ class PostgreSQLOperations(TaskStore):
             "RETURNING t.id, t.name, t.payload, t.tag, t.retry_count, t.retry_options, "
             "t.enqueued_at, t.headers, due.priority, due.eta, due.leased_at, due.first_attempt_at"
         )
-        params = [queue_name, TaskState.QUEUED, now, queue_name, max_tasks]
+        params: list[Any] = [queue_name, TaskState.QUEUED, now, queue_name, max_tasks]
         params += [lease_until, now, now]
-        options_field = TaskRecord._meta.get_field("retry_options")
-        headers_field = TaskRecord._meta.get_field("headers")
+        options_field: Any = TaskRecord._meta.get_field("retry_options")
+        headers_field: Any = TaskRecord._meta.get_field("headers")
         connection = self.connection
         with transaction.atomic(using=self.alias):
             with connection.cursor() as cursor:
@@ -414,7 +414,8 @@ def _insert_one_sql(connection: Any, notify: bool) -> PreparedSQL:
     quote = connection.ops.quote_name
     fields = [TaskRecord._meta.get_field(column) for column in INSERT_COLUMNS]
     params = [
-        (name, field.db_type(connection)) for name, field in zip(_INSERT_NAMES, fields, strict=True)
+        (name, str(field.db_type(connection)))
+        for name, field in zip(_INSERT_NAMES, fields, strict=True)
     ]
     body = (
         f"INSERT INTO {quote(TaskRecord._meta.db_table)} "
