@@ -286,8 +286,7 @@ def markdown(info: dict) -> str:
     if ab and "error" not in ab:
         out += [
             "",
-            "## Before and after the hot-path changes (PostgreSQL, `bench/ab.py`, "
-            "interleaved, medians)",
+            "## The portable path against PostgreSQL's (`bench/ab.py`, interleaved, medians)",
             "",
         ]
         out.append("| path | wall µs per task | CPU µs per task |")
@@ -295,7 +294,7 @@ def markdown(info: dict) -> str:
         for name, r in ab.items():
             out.append(f"| {name} | {r['wall_us']:.1f} | {r['cpu_us']:.1f} |")
     elif ab:
-        out += ["", f"Before/after: not measured: {ab['error']}"]
+        out += ["", f"Portable against PostgreSQL: not measured: {ab['error']}"]
 
     warned = [r for r in info["results"] if r.get("errors")]
     if warned:

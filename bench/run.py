@@ -475,7 +475,7 @@ def main(argv=None) -> int:
             "error": job.runs[-1].get("error"),
         }
     if not args.no_profile and "postgresql" in dbs:
-        print("== before/after of the hot-path changes on postgresql (bench/ab.py)", flush=True)
+        print("== the portable path against postgresql's (bench/ab.py)", flush=True)
         job = Job(
             "ab",
             "postgresql",
