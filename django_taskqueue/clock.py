@@ -6,6 +6,7 @@ import datetime
 import time
 
 _frozen: datetime.datetime | None = None
+_frozen_monotonic: float | None = None
 
 
 def now() -> datetime.datetime:
@@ -17,6 +18,8 @@ def now() -> datetime.datetime:
 
 def monotonic() -> float:
     """Return a monotonic clock reading in seconds (intervals, never stored)."""
+    if _frozen_monotonic is not None:
+        return _frozen_monotonic
     return time.monotonic()
 
 
@@ -28,10 +31,22 @@ def freeze(at: datetime.datetime | None) -> None:
     _frozen = at.astimezone(datetime.UTC) if at is not None else None
 
 
+def freeze_monotonic(frozen: bool) -> None:
+    """Freeze `monotonic()` at its current reading (True), or let it run again. For tests.
+
+    While frozen, `advance()` moves it too, so intervals measured on it (the worker's success
+    batching, sweep intervals) pass without waiting.
+    """
+    global _frozen_monotonic
+    _frozen_monotonic = time.monotonic() if frozen else None
+
+
 def advance(seconds: float) -> datetime.datetime:
-    """Move a frozen clock forward by `seconds` and return the new time."""
-    global _frozen
+    """Move a frozen clock (and a frozen monotonic clock) forward by `seconds`; return `now()`."""
+    global _frozen, _frozen_monotonic
     if _frozen is None:
         raise RuntimeError("advance() needs a frozen clock")
     _frozen = _frozen + datetime.timedelta(seconds=seconds)
+    if _frozen_monotonic is not None:
+        _frozen_monotonic += seconds
     return _frozen

@@ -34,11 +34,36 @@ class FrozenClock:
         """Freeze the clock at `at` (aware)."""
         clock.freeze(at)
 
+    def freeze_monotonic(self) -> None:
+        """Freeze clock.monotonic() too, so `advance` moves the worker's intervals."""
+        clock.freeze_monotonic(True)
+
     def advance(self, seconds: float | datetime.timedelta) -> datetime.datetime:
         """Move the clock forward and return the new time."""
         if isinstance(seconds, datetime.timedelta):
             seconds = seconds.total_seconds()
         return clock.advance(seconds)
+
+
+#: Modules whose every test starts processes, a browser or a server.
+SLOW_MODULES = frozenset(
+    {
+        "test_admin_browser",
+        "test_concurrency",
+        "test_example_project",
+        "test_rest_worker",
+        "test_worker_process",
+    }
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark `slow` the tests that start other processes: those modules, and child_env users."""
+    for item in items:
+        module = getattr(item, "module", None)
+        name = module.__name__.rsplit(".", 1)[-1] if module is not None else ""
+        if name in SLOW_MODULES or "child_env" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture
@@ -49,6 +74,7 @@ def frozen_clock() -> Iterator[FrozenClock]:
         yield frozen
     finally:
         clock.freeze(None)
+        clock.freeze_monotonic(False)
 
 
 _URL_SCHEMES = {

@@ -7,7 +7,6 @@ import json
 import math
 import re
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -303,6 +302,7 @@ class TestPrefetch:
     @pytest.fixture(autouse=True)
     def handlers(self, frozen_clock):
         self.ran = []
+        frozen_clock.freeze_monotonic()
 
         def record(call):
             self.ran.append(call.task_name)
@@ -318,7 +318,7 @@ class TestPrefetch:
 
         def pause(call):
             self.ran.append(call.task_name)
-            time.sleep(1.1)  # real time: the pending-success timer is monotonic
+            frozen_clock.advance(1.1)  # past the pending-success timer (monotonic, frozen)
 
         def probe(call):
             self.ran.append(call.task_name)
