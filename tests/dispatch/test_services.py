@@ -1,0 +1,236 @@
+"""The worker's services, each on its own: no Worker, no loop."""
+
+from __future__ import annotations
+
+import datetime
+import threading
+import time
+
+import pytest
+from django.db import connection, transaction
+
+from django_taskqueue import clock
+from django_taskqueue.db.rows import ClaimedTask
+from django_taskqueue.dispatch.batcher import SuccessBatcher
+from django_taskqueue.dispatch.claimloop import ClaimRound
+from django_taskqueue.dispatch.delivery import Outcome
+from django_taskqueue.dispatch.executor import Executor
+from django_taskqueue.dispatch.listener import Listener
+from django_taskqueue.dispatch.recorder import AttemptStatus, OutcomeRecorder
+from django_taskqueue.dispatch.sweeps import Sweep, SweepScheduler
+from django_taskqueue.dispatch.tally import Tally
+from django_taskqueue.models import QueueState, TaskRecord, TaskState
+from django_taskqueue.queues import get_queue_config
+from django_taskqueue.taskqueue import Queue, Task
+
+from ..conftest import claim_now
+
+pytestmark = pytest.mark.django_db
+
+
+def row(name: str) -> TaskRecord:
+    return TaskRecord.objects.get(name=name)
+
+
+def claimed(frozen_clock, *names: str, queue: str = "default") -> list[ClaimedTask]:
+    Queue(queue).add([Task(url="/x", name=name) for name in names])
+    QueueState.objects.get_or_create(name=queue)
+    return claim_now(queue, frozen_clock, max_tasks=len(names)).tasks
+
+
+class TestOutcomeRecorder:
+    def test_a_failure_is_retried_with_an_error_entry(self, frozen_clock):
+        [task] = claimed(frozen_clock, "a")
+        recorder = OutcomeRecorder("default", "w1")
+        status = recorder.record(task, get_queue_config("default"), Outcome(False, 500, reason="x"))
+        assert status is AttemptStatus.RETRY
+        assert row("a").state == TaskState.QUEUED
+        assert [e["reason"] for e in row("a").errors] == ["x"]
+
+    def test_a_singular_failure_is_retried_without_an_error_entry(self, frozen_clock):
+        [task] = claimed(frozen_clock, "a")
+        singular = Outcome(False, 408, reason="anything", reports_error=False)
+        status = OutcomeRecorder("default", "w1").record(
+            task, get_queue_config("default"), singular
+        )
+        assert status is AttemptStatus.RETRY
+        assert row("a").errors == []
+        assert row("a").last_retry_reason == "anything"
+
+    def test_a_failure_that_may_not_retry_fails(self, frozen_clock):
+        [task] = claimed(frozen_clock, "a")
+        permanent = Outcome(False, reason="no", may_retry=False)
+        status = OutcomeRecorder("default", "w1").record(
+            task, get_queue_config("default"), permanent
+        )
+        assert status is AttemptStatus.FAILED
+        assert row("a").state == TaskState.FAILED
+
+    def test_an_outcome_for_a_deleted_task_is_dropped(self, frozen_clock):
+        [task] = claimed(frozen_clock, "a")
+        Queue("default").delete_tasks_by_name("a")
+        status = OutcomeRecorder("default", "w1").record(
+            task, get_queue_config("default"), Outcome(True, 200, return_value=1)
+        )
+        assert status is AttemptStatus.DROPPED
+        assert row("a").state == TaskState.DELETED
+
+    def test_release(self, frozen_clock):
+        [task] = claimed(frozen_clock, "a")
+        OutcomeRecorder("default", "w1").release(task)
+        assert (row("a").state, row("a").worker_id) == (TaskState.QUEUED, None)
+
+
+class TestSuccessBatcher:
+    def test_holds_successes_until_flushed_then_reports_each(self, frozen_clock):
+        frozen_clock.freeze_monotonic()
+        tasks = claimed(frozen_clock, "a", "b")
+        reported = []
+        batcher = SuccessBatcher(
+            "default", "w1", lambda t, r, ok, c: reported.append((t.name, ok)), 1.0
+        )
+        for task in tasks:
+            batcher.add(task, Outcome(True, 200), {})
+        assert not batcher.overdue()
+        frozen_clock.advance(1.5)
+        assert batcher.overdue()
+        assert row("a").state == TaskState.RUNNING  # nothing written yet
+        batcher.flush()
+        assert sorted(reported) == [("a", True), ("b", True)]
+        assert {row("a").state, row("b").state} == {TaskState.SUCCEEDED}
+        assert not batcher.overdue()
+        batcher.flush()  # nothing left: no statement, no report
+        assert len(reported) == 2
+
+
+class TestExecutor:
+    def test_inline_runs_in_the_calling_thread(self, frozen_clock):
+        [task] = claimed(frozen_clock, "a")
+        threads = []
+        executor = Executor(
+            1, lambda t, c: threads.append(threading.current_thread()), lambda: None
+        )
+        executor.start()
+        executor.submit(task, get_queue_config("default"))
+        executor.shutdown()
+        assert threads == [threading.current_thread()]
+        assert executor.in_flight == 0
+
+    def test_a_pool_runs_attempts_at_once_and_waits_for_them(self):
+        started = threading.Barrier(3, timeout=30)
+        done = []
+
+        def attempt(task, config):
+            started.wait()  # three attempts at once, or this times out
+            done.append(task.name)
+
+        task = ClaimedTask(
+            1, "default", "a", "POST", "/x", [], None, None, clock.now(), 0, 0, None,
+            clock.now(), None, None,
+        )  # fmt: skip
+        woken = []
+        executor = Executor(3, attempt, lambda: woken.append(1))
+        executor.start()
+        for _ in range(3):
+            executor.submit(task, get_queue_config("default"))
+        executor.shutdown()
+        assert done == ["a", "a", "a"]
+        assert len(woken) == 3
+        assert executor.in_flight == 0
+        assert executor.free_slots() == 3
+
+
+class TestClaimRound:
+    def test_claims_each_queue_in_turn_within_capacity(self, frozen_clock):
+        Queue("default").add([Task(url="/x", name=f"d{i}") for i in range(3)])
+        Queue("fast").add([Task(url="/x", name=f"f{i}") for i in range(3)])
+        for name in ("default", "fast"):
+            QueueState.objects.create(name=name)
+        submitted = []
+        capacity = [4]
+
+        def submit(task, config):
+            submitted.append(task.name)
+            capacity[0] -= 1
+
+        claims = ClaimRound(
+            "default",
+            "w1",
+            [get_queue_config("default"), get_queue_config("fast")],
+            lease_seconds=60,
+            rate_limits=False,
+            poll_interval_seconds=1.0,
+            capacity=lambda: capacity[0],
+            submit=submit,
+            stopping=lambda: False,
+        )
+        assert claims.run() == (4, False, 1.0)
+        assert submitted == ["d0", "d1", "d2", "f0"]
+        capacity[0] = 10
+        # The next round starts at the next queue.
+        assert claims.run()[0] == 2
+        assert submitted[4:] == ["f1", "f2"]
+
+
+class TestSweepScheduler:
+    def test_each_sweep_runs_once_per_interval(self, frozen_clock):
+        frozen_clock.freeze_monotonic()
+        runs = []
+
+        class Counting(Sweep):
+            name = "counting"
+
+            def run(self, now: datetime.datetime) -> int:
+                runs.append(now)
+                return 0
+
+        class Broken(Sweep):
+            name = "broken"
+
+            def run(self, now: datetime.datetime) -> int:
+                raise ValueError("a sweep's own bug")
+
+        scheduler = SweepScheduler([Broken("default", 5), Counting("default", 10)])
+        scheduler.run_due()  # the broken sweep is logged, the next one still runs
+        scheduler.run_due()
+        assert len(runs) == 1
+        frozen_clock.advance(10)
+        scheduler.run_due()
+        assert len(runs) == 2
+
+
+class TestTally:
+    def test_counts_by_status(self):
+        tally = Tally("w1")
+        for status in (AttemptStatus.SUCCEEDED, AttemptStatus.RETRY, AttemptStatus.DROPPED):
+            tally.count(status)
+        assert tally.ran == 3
+        tally.log_summary(in_flight=0, final=True)
+
+
+class TestListener:
+    def test_enabled_where_the_store_can_notify(self):
+        listener = Listener("default", lambda: None, lambda: True)
+        assert listener.enabled is (connection.vendor == "postgresql")
+
+    @pytest.mark.django_db(transaction=True)
+    def test_a_committed_add_wakes_it(self):
+        woken = threading.Event()
+        stopping = threading.Event()
+        listener = Listener("default", woken.set, stopping.is_set)
+        listener.start()
+        try:
+            if not listener.enabled:
+                # Without NOTIFY nothing wakes a worker: it polls (the worker tests cover it).
+                assert listener._thread is None
+                return
+            assert woken.wait(30)  # woken once on connecting, for adds made before
+            woken.clear()
+            with transaction.atomic():
+                Queue("default").add(Task(url="/x"))
+                time.sleep(0.2)  # real time: a NOTIFY is held until the commit
+                assert not woken.is_set()
+            assert woken.wait(30)
+        finally:
+            stopping.set()
+            listener.join(timeout=10)
