@@ -18,10 +18,7 @@ class UserRPC:
 
     def __init__(self, deadline: float | None = None, callback: Callable[[], Any] | None = None):
         if deadline is not None:
-            if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
-                raise TypeError("deadline must be a number")
-            if deadline <= 0:
-                raise InvalidDeadlineError("deadline must be greater than 0")
+            check_deadline(deadline)
         self.deadline = deadline
         self.callback = callback
         self._done = False
@@ -56,6 +53,7 @@ def create_rpc(deadline: float | None = None, callback: Callable[[], Any] | None
 
 
 def check_deadline(deadline: Any) -> None:
+    """Raise TypeError for a deadline that is not a number, InvalidDeadlineError if not > 0."""
     if isinstance(deadline, bool) or not isinstance(deadline, (int, float)):
         raise TypeError("deadline must be a number")
     if deadline <= 0:
