@@ -65,7 +65,7 @@ DATABASES["other"] = {
 
 # The suite's database under a second name, for a queue whose alias is not `default`: the task
 # store must build its statements with the connection of the queue's alias, which
-# tests/test_store_alias.py checks with `default` pointed at another database.
+# tests/db/test_store_alias.py checks with `default` pointed at another database.
 DATABASES["queue"] = {
     **copy.deepcopy(_db),
     "TEST": {**_db.get("TEST", {}), "MIRROR": "default"},

@@ -16,8 +16,8 @@ import pytest
 from django_taskqueue.models import TaskRecord, TaskState
 from django_taskqueue.taskqueue import Queue, Task
 
-from .conftest import REPO_ROOT
-from .handlers import RECORD_ENV
+from ..conftest import REPO_ROOT
+from ..handlers import RECORD_ENV
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -10,7 +10,7 @@ from django.db import connection
 from django_taskqueue.models import TaskRecord, TaskState
 from django_taskqueue.taskqueue import Queue, Task
 
-from .conftest import REPO_ROOT
+from ..conftest import REPO_ROOT
 
 CONSUMERS = 4
 TASKS = 5000

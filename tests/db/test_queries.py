@@ -7,7 +7,7 @@ from django_taskqueue import clock
 from django_taskqueue.models import QueueState
 from django_taskqueue.taskqueue import Queue, Task
 
-from .conftest import claim_now
+from ..conftest import claim_now
 
 # Without an outer test transaction, so savepoints do not count as statements.
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -15,7 +15,7 @@ from rest_framework.authtoken.models import Token
 
 from django_taskqueue import inspect
 
-from .conftest import REPO_ROOT
+from ..conftest import REPO_ROOT
 from .rest_helpers import ACL_QUEUE, add_pull, make_user
 
 WORKER = REPO_ROOT / "examples" / "pull_worker.py"

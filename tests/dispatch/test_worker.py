@@ -25,8 +25,8 @@ from django_taskqueue.queues import get_queue_config
 from django_taskqueue.taskqueue import Queue, Task, TaskRetryOptions
 from django_taskqueue.testing import run_tasks
 
-from .conftest import FROZEN_AT, claim_now
-from .handlers import RECORD_ENV
+from ..conftest import FROZEN_AT, claim_now
+from ..handlers import RECORD_ENV
 
 pytestmark = pytest.mark.django_db
 

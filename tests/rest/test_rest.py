@@ -12,7 +12,7 @@ from django.utils.dateparse import parse_datetime
 from django_taskqueue import inspect
 from django_taskqueue.taskqueue import MAX_PULL_TASK_SIZE_BYTES, Queue
 
-from .conftest import FROZEN_AT
+from ..conftest import FROZEN_AT
 from .rest_helpers import (  # noqa: F401  (fixtures)
     ACL_QUEUE,
     API,
