@@ -236,7 +236,8 @@ class PostgreSQLOperations(TaskStore):
                 fetched = cursor.fetchall()
             # RETURNING follows no order: restore the lease's (priority, then oldest eta).
             fetched.sort(key=lambda r: (-r[8], r[9], r[0]))
-            leased, exhausted = [], []
+            leased: list[dict[str, Any]] = []
+            exhausted: list[tuple[Any, ...]] = []
             for r in fetched:
                 row = {
                     "id": r[0],
@@ -256,27 +257,33 @@ class PostgreSQLOperations(TaskStore):
                 else:
                     exhausted.append(r)
             if exhausted:
-                # Over its lease limit: FAILED, with the lease just taken undone, exactly as
-                # if the task had been looked at and not leased.
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        f"UPDATE {self.table} AS t SET state = %s, finished_at = %s, "
-                        "last_retry_reason = %s, eta = o.eta, retry_count = t.retry_count - 1, "
-                        "leased_at = o.leased_at, first_attempt_at = o.first_attempt_at "
-                        "FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], "
-                        "%s::timestamptz[]) AS o(id, eta, leased_at, first_attempt_at) "
-                        "WHERE t.id = o.id",
-                        [
-                            TaskState.FAILED,
-                            now,
-                            "lease limit reached",
-                            [r[0] for r in exhausted],
-                            [r[9] for r in exhausted],
-                            [r[10] for r in exhausted],
-                            [r[11] for r in exhausted],
-                        ],
-                    )
+                self._fail_exhausted(exhausted, now)
         return leased
+
+    def _fail_exhausted(self, exhausted: list[tuple[Any, ...]], now: datetime.datetime) -> None:
+        """Mark FAILED the tasks over their lease limit, with the lease just taken undone.
+
+        `exhausted` holds the lease's RETURNING rows; each ends as if it had been looked at
+        and not leased: its eta, leased_at and first_attempt_at as they were (from `due`).
+        """
+        with self.connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE {self.table} AS t SET state = %s, finished_at = %s, "
+                "last_retry_reason = %s, eta = o.eta, retry_count = t.retry_count - 1, "
+                "leased_at = o.leased_at, first_attempt_at = o.first_attempt_at "
+                "FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], "
+                "%s::timestamptz[]) AS o(id, eta, leased_at, first_attempt_at) "
+                "WHERE t.id = o.id",
+                [
+                    TaskState.FAILED,
+                    now,
+                    "lease limit reached",
+                    [r[0] for r in exhausted],
+                    [r[9] for r in exhausted],
+                    [r[10] for r in exhausted],
+                    [r[11] for r in exhausted],
+                ],
+            )
 
     def listen(self, wake: Callable[[], None], stopping: Callable[[], bool]) -> None:
         """Call `wake()` on each NOTIFY of a committed add, until `stopping()` is true.
