@@ -151,3 +151,47 @@ class QueueState(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class QueueMinuteStats(models.Model):
+    """What the workers did to a queue in one minute, and the queue's backlog at its start.
+
+    Workers count attempts in memory and add them here in one upsert per flush (never a write
+    per task); the counters are additive, so every worker adds its own share to the same row.
+    `waiting`, `running` and `leased` are samples taken once a minute by one worker (the first
+    to claim the minute's sample). Pruned after `STATS_RETENTION_SECONDS`.
+
+    Two kinds of rows are not minutes: `minute` at the Unix epoch holds a queue's totals since
+    its first recorded attempt (the monotonic counters of the metrics endpoint, never pruned),
+    and an empty `queue_name` marks a minute whose backlog sample is taken.
+    """
+
+    queue_name = models.CharField(max_length=100)
+    minute = models.DateTimeField(help_text=_("Start of the minute (UTC)."))
+    executed = models.PositiveIntegerField(default=0, help_text=_("Attempts finished."))
+    failed = models.PositiveIntegerField(default=0, help_text=_("Attempts that failed for good."))
+    retried = models.PositiveIntegerField(
+        default=0, help_text=_("Failed attempts queued again after a backoff.")
+    )
+    run_seconds = models.FloatField(default=0.0, help_text=_("Sum of the attempts' run times."))
+    max_run_seconds = models.FloatField(default=0.0)
+    waiting = models.PositiveIntegerField(null=True, blank=True, help_text=_("Due tasks."))
+    running = models.PositiveIntegerField(null=True, blank=True)
+    leased = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("queue minute")
+        verbose_name_plural = _("queue minutes")
+        constraints = [
+            # The upsert's conflict target; it also serves "this queue since then".
+            models.UniqueConstraint(
+                fields=["queue_name", "minute"], name="taskqueue_minute_unique"
+            ),
+        ]
+        indexes = [
+            # Pruning, and the dashboard's "every queue since then".
+            models.Index(fields=["minute"], name="taskqueue_minute_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue_name}@{self.minute:%Y-%m-%d %H:%M}"

@@ -39,6 +39,7 @@ from ..queues import QueueConfig, all_queue_configs, get_queue_config
 from . import claim as claims
 from . import outcome as outcomes
 from .delivery import Deliverer, Outcome
+from .minute_stats import MinuteStats
 from .sweeps import Sweep, default_sweeps
 
 logger = logging.getLogger("django_taskqueue")
@@ -116,6 +117,8 @@ class Worker:
         self.lease_seconds = self.deadline_seconds + float(taskqueue_settings.LEASE_MARGIN_SECONDS)
         self.sweeps: list[Sweep] = default_sweeps(self.alias) if run_sweeps else []
         self.deliverer = Deliverer(self.deadline_seconds, max_connections=concurrency)
+        #: Counts of finished attempts for the per-minute statistics (the admin's charts).
+        self.minute_stats = MinuteStats(self.alias)
 
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -203,6 +206,7 @@ class Worker:
             thread.join()
         self._threads.clear()
         self._with_db_retries(self._flush_successes)
+        self._flush_minute_stats()
         self._stop_requested = True
         if self._listener is not None:
             self._listener.join(timeout=5)
@@ -247,6 +251,7 @@ class Worker:
                     return
                 self._run_due_sweeps()
                 self._maybe_log_summary()
+                self.minute_stats.tick()
                 claimed, throttled, wait = self._claim_round()
                 if self.burst and not claimed and not throttled and self._in_flight == 0:
                     if not self._has_due_tasks():
@@ -448,6 +453,7 @@ class Worker:
             key = {"succeeded": "succeeded", "retry": "retried", "failed": "failed"}.get(status)
             if key:
                 self._counts[key] += 1
+        self.minute_stats.record(task.queue_name, status, result.duration)
         log = logger.info if result.succeeded else logger.warning
         log(
             "event=attempt queue=%s task=%s attempt=%s status=%s code=%s reason=%s "
@@ -573,6 +579,12 @@ class Worker:
                 raise
             except Exception:
                 logger.exception("event=sweep_failed sweep=%s", sweep.name)
+
+    def _flush_minute_stats(self) -> None:
+        try:
+            self.minute_stats.flush()
+        except _DB_ERRORS:
+            logger.warning("event=stats_flush_failed worker=%s", self.worker_id, exc_info=True)
 
     def _maybe_log_summary(self) -> None:
         if clock.monotonic() - self._summary_at >= taskqueue_settings.SUMMARY_INTERVAL_SECONDS:
