@@ -220,13 +220,16 @@ def live_figures(names: list[str], now: datetime.datetime) -> dict[str, dict[str
 def recent_errors(queue_name: str, now: datetime.datetime, limit: int = 10) -> list[dict[str, Any]]:
     """Return the last day's failed attempts of a queue grouped by reason, most frequent first."""
     since = now - datetime.timedelta(days=1)
-    return list(
+    rows = list(
         TaskRecord.objects.using(taskqueue_settings.DATABASE)
         .filter(queue_name=queue_name, leased_at__gte=since, last_retry_reason__isnull=False)
         .values("last_retry_reason")
         .annotate(tasks=Count("id"), last_at=Max("leased_at"), example=Max("id"))
         .order_by("-tasks", "-last_at")[:limit]
     )
+    for row in rows:
+        row["ago"] = humanize.age((now - row["last_at"]).total_seconds())
+    return rows
 
 
 def slowest_tasks(queue_name: str, now: datetime.datetime, limit: int = 10) -> list[Any]:
