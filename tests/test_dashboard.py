@@ -215,3 +215,12 @@ def test_changelist_links_to_the_dashboard_and_reads_rates(admin_client):
 def test_minute_of():
     at = datetime.datetime(2025, 1, 1, 12, 34, 56, 789, tzinfo=datetime.UTC)
     assert minute_of(at) == datetime.datetime(2025, 1, 1, 12, 34, tzinfo=datetime.UTC)
+
+
+def test_template_filters():
+    from django.template import Context, Template
+
+    text = Template("{% load taskqueue %}{{ r|tq_rate }} {{ a|tq_age }}").render(
+        Context({"r": 0.000046803324912091466, "a": 190})
+    )
+    assert text == "0.17/h 3 minutes 10 seconds"
