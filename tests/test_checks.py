@@ -35,6 +35,9 @@ GOOD = {
     "RESCUE_INTERVAL_SECONDS": 5,
     "PRUNE_INTERVAL_SECONDS": 600,
     "LEASE_MARGIN_SECONDS": 0,
+    "STATS_FLUSH_INTERVAL_SECONDS": 2.5,
+    "STATS_RETENTION_SECONDS": 86400,
+    "METRICS_TOKEN": "a-long-random-scraper-token",
 }
 
 ALL_CHECKS = (
@@ -44,6 +47,7 @@ ALL_CHECKS = (
     checks.check_targets,
     checks.check_values,
     checks.check_rest,
+    checks.check_statistics,
 )
 
 
