@@ -168,9 +168,12 @@ class QueueMinuteStats(models.Model):
 
     queue_name = models.CharField(max_length=100)
     minute = models.DateTimeField(help_text=_("Start of the minute (UTC)."))
-    executed = models.PositiveIntegerField(default=0, help_text=_("Attempts finished."))
-    failed = models.PositiveIntegerField(default=0, help_text=_("Attempts that failed for good."))
-    retried = models.PositiveIntegerField(
+    # 64-bit: a queue's totals row counts every attempt since the queue began.
+    executed = models.PositiveBigIntegerField(default=0, help_text=_("Attempts finished."))
+    failed = models.PositiveBigIntegerField(
+        default=0, help_text=_("Attempts that failed for good.")
+    )
+    retried = models.PositiveBigIntegerField(
         default=0, help_text=_("Failed attempts queued again after a backoff.")
     )
     run_seconds = models.FloatField(default=0.0, help_text=_("Sum of the attempts' run times."))
