@@ -224,3 +224,13 @@ def test_template_filters():
         Context({"r": 0.000046803324912091466, "a": 190})
     )
     assert text == "0.17/h 3 minutes 10 seconds"
+
+
+@pytestmark_db
+def test_queue_page_queries_are_pinned(admin_client, django_assert_num_queries):
+    taskqueue.add(url="/echo")
+    run_tasks("default")
+    admin_client.get(queue_url("default"))
+    # Session, user; states, live rows, the hour, the day; errors by reason; slowest tasks.
+    with django_assert_num_queries(8):
+        admin_client.get(queue_url("default") + "?fragment=1")

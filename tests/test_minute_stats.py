@@ -123,3 +123,20 @@ def test_the_worker_records_each_outcome(frozen_clock):
     minute = row("default", minute_of(frozen_clock.now()))
     assert (minute.executed, minute.failed, minute.retried) == (4, 1, 1)
     assert minute.run_seconds > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_process_writes_its_counts_when_it_stops(child_env):
+    from .conftest import run_burst_worker
+
+    Queue("fast").add([Task(url="/echo") for _ in range(5)])
+    Queue("fast").add(
+        Task(url="/boom", retry_options=taskqueue.TaskRetryOptions(task_retry_limit=0))
+    )
+    run_burst_worker(child_env, "fast")
+    totals = row("fast", TOTALS_MINUTE)
+    assert (totals.executed, totals.failed, totals.retried) == (6, 1, 0)
+    minutes = QueueMinuteStats.objects.filter(queue_name="fast").exclude(minute=TOTALS_MINUTE)
+    assert sum(m.executed for m in minutes) == 6
+    # The worker took the backlog sample of its first minute.
+    assert QueueMinuteStats.objects.filter(queue_name=SAMPLE_MARKER).exists()
