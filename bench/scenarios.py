@@ -263,16 +263,20 @@ def seed_history(args) -> dict:
 
 
 def _seed_minute_stats() -> None:
-    """A day of per-minute statistics for both bench queues, as the workers would write them."""
-    from django_taskqueue.dispatch.minute_stats import Counts, _row, minute_of, upsert
+    """A day of statistics for both bench queues, as the workers would have written them."""
+    from django_taskqueue.dispatch.minute_stats import HOUR, MINUTE, Counts, _row, upsert
 
-    start = minute_of(common.now())
+    start = common.now().replace(second=0, microsecond=0)
     for queue in (PUSH_QUEUE, PULL_QUEUE):
         rows = []
         for minutes_ago in range(24 * 60):
             minute = start - datetime.timedelta(minutes=minutes_ago)
             counts = Counts(executed=600, failed=3, retried=12, run_seconds=60.0, max_run_seconds=2)
-            rows.append(_row(queue, minute, counts, waiting=minutes_ago % 50, running=4, leased=0))
+            rows.append(_row(queue, MINUTE, minute, counts, waiting=minutes_ago % 50, running=4))
+        for hours_ago in range(25):
+            hour = start.replace(minute=0) - datetime.timedelta(hours=hours_ago)
+            counts = Counts(executed=36000, failed=180, retried=720, run_seconds=3600.0)
+            rows.append(_row(queue, HOUR, hour, counts))
         for begin in range(0, len(rows), 500):
             upsert("default", rows[begin : begin + 500])
 

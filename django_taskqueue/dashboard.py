@@ -18,8 +18,7 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Min, Q, Sum
-from django.db.models.functions import TruncHour
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Min, Q
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
@@ -27,6 +26,7 @@ from django.utils.translation import gettext as _
 
 from . import charts, clock, humanize
 from .conf import taskqueue_settings
+from .dispatch.minute_stats import HOUR, MINUTE
 from .models import QueueMinuteStats, QueueState, TaskRecord, TaskState
 from .queues import QueueConfig, all_queue_configs
 
@@ -164,10 +164,10 @@ def overview(
     by_minute: dict[str, list[charts.Slot]] = {n: [charts.Slot(lb) for lb in labels] for n in names}
     backlog: dict[str, list[int | None]] = {n: [None] * MINUTES for n in names}
     stats = QueueMinuteStats.objects.using(alias).filter(queue_name__in=names)
-    for row in stats.filter(minute__gte=minutes[0]).values(
-        "queue_name", "minute", "executed", "failed", "retried", "waiting"
+    for row in stats.filter(span=MINUTE, starts_at__gte=minutes[0]).values(
+        "queue_name", "starts_at", "executed", "failed", "retried", "waiting"
     ):
-        i = index.get(row["minute"].astimezone(datetime.UTC))
+        i = index.get(row["starts_at"])
         if i is None:
             continue
         name = row["queue_name"]
@@ -179,18 +179,14 @@ def overview(
     hour_index = {hour: i for i, hour in enumerate(hours)}
     hour_labels = [_label(h, hourly=True) for h in hours]
     by_hour = {n: [charts.Slot(lb) for lb in hour_labels] for n in names}
-    hourly = (
-        stats.filter(minute__gte=hours[0])
-        .annotate(hour=TruncHour("minute", tzinfo=datetime.UTC))
-        .values("queue_name", "hour")
-        .annotate(executed=Sum("executed"), failed=Sum("failed"), retried=Sum("retried"))
-        .order_by()
+    hourly = stats.filter(span=HOUR, starts_at__gte=hours[0]).values(
+        "queue_name", "starts_at", "executed", "failed", "retried"
     )
     for row in hourly:
-        i = hour_index.get(row["hour"].astimezone(datetime.UTC))
+        i = hour_index.get(row["starts_at"])
         if i is not None:
             by_hour[row["queue_name"]][i] = charts.Slot(
-                hour_labels[i], row["executed"] or 0, row["failed"] or 0, row["retried"] or 0
+                hour_labels[i], row["executed"], row["failed"], row["retried"]
             )
     for name, view in views.items():
         view.minutes, view.hours, view.backlog = by_minute[name], by_hour[name], backlog[name]

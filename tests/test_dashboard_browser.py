@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from django_taskqueue import clock, taskqueue
-from django_taskqueue.dispatch.minute_stats import MinuteStats, minute_of, upsert
+from django_taskqueue.dispatch.minute_stats import MINUTE, MinuteStats, minute_of, upsert
 from django_taskqueue.taskqueue import Queue, Task
 
 from .conftest import REPO_ROOT
@@ -46,7 +46,7 @@ def seed_history(queue_name: str, busy: int, backlog: int) -> None:
             stats.record(queue_name, status, 0.05 + (i % 7) / 20, at=at)
         if minutes_ago < 60:
             waiting = max(0, backlog - abs(30 - minutes_ago) * backlog // 30 + minutes_ago % 4)
-            samples.append((queue_name, minute_of(at), 0, 0, 0, 0.0, 0.0, waiting, 0, 0))
+            samples.append((queue_name, MINUTE, minute_of(at), 0, 0, 0, 0.0, 0.0, waiting, 0, 0))
     stats.flush()
     upsert("default", samples)
 

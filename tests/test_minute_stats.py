@@ -6,10 +6,13 @@ import pytest
 
 from django_taskqueue import taskqueue
 from django_taskqueue.dispatch.minute_stats import (
+    HOUR,
+    MINUTE,
     SAMPLE_MARKER,
-    TOTALS_MINUTE,
+    TOTALS,
     MinuteStats,
     MinuteStatsPruner,
+    hour_of,
     minute_of,
 )
 from django_taskqueue.models import QueueMinuteStats
@@ -19,8 +22,12 @@ from django_taskqueue.testing import run_tasks
 pytestmark = pytest.mark.django_db
 
 
-def row(queue, minute):
-    return QueueMinuteStats.objects.get(queue_name=queue, minute=minute)
+def row(queue, starts_at, span=MINUTE):
+    return QueueMinuteStats.objects.get(queue_name=queue, span=span, starts_at=starts_at)
+
+
+def totals(queue):
+    return QueueMinuteStats.objects.get(queue_name=queue, span=TOTALS)
 
 
 def test_flush_is_one_statement_for_every_queue_and_adds_up(
@@ -32,7 +39,7 @@ def test_flush_is_one_statement_for_every_queue_and_adds_up(
     stats.record("default", "failed", 1.5)
     stats.record("fast", "retry", 0.25)
     with django_assert_num_queries(1):
-        assert stats.flush() == 4  # two minutes rows, two totals rows
+        assert stats.flush() == 6  # for each queue: its minute, its hour, its totals
     stats.record("default", "succeeded", 2.0)
     other = MinuteStats("default")  # another worker adds to the same row
     other.record("default", "retry", 0.1)
@@ -44,7 +51,7 @@ def test_flush_is_one_statement_for_every_queue_and_adds_up(
     assert default.max_run_seconds == pytest.approx(2.0)
     assert default.waiting is None
     assert row("fast", minute_of(now)).retried == 1
-    assert row("default", TOTALS_MINUTE).executed == 4
+    assert totals("default").executed == 4
     with django_assert_num_queries(0):
         assert stats.flush() == 0
 
@@ -59,7 +66,7 @@ def test_counts_go_to_the_minute_they_happened_in(frozen_clock):
     stats.flush()
     assert row("default", first).executed == 1
     assert row("default", first + datetime.timedelta(minutes=1)).executed == 2
-    assert row("default", TOTALS_MINUTE).executed == 3
+    assert totals("default").executed == 3
 
 
 def test_tick_flushes_once_the_minute_has_ended(frozen_clock):
@@ -109,9 +116,11 @@ def test_pruner_keeps_the_totals_and_the_retention(frozen_clock, settings):
     stats.record("default", "succeeded", 0.1)
     stats.flush()
     frozen_clock.advance(120)
-    assert MinuteStatsPruner("default", 300).run(frozen_clock.now()) == 1
-    assert row("default", TOTALS_MINUTE).executed == 2
-    assert QueueMinuteStats.objects.filter(queue_name="default").count() == 2
+    # The first minute's row and its hour's.
+    assert MinuteStatsPruner("default", 300).run(frozen_clock.now()) == 2
+    assert totals("default").executed == 2
+    # The second minute's row and its hour's, the totals.
+    assert QueueMinuteStats.objects.filter(queue_name="default").count() == 3
 
 
 def test_the_worker_records_each_outcome(frozen_clock):
@@ -134,9 +143,20 @@ def test_a_worker_process_writes_its_counts_when_it_stops(child_env):
         Task(url="/boom", retry_options=taskqueue.TaskRetryOptions(task_retry_limit=0))
     )
     run_burst_worker(child_env, "fast")
-    totals = row("fast", TOTALS_MINUTE)
-    assert (totals.executed, totals.failed, totals.retried) == (6, 1, 0)
-    minutes = QueueMinuteStats.objects.filter(queue_name="fast").exclude(minute=TOTALS_MINUTE)
+    fast = totals("fast")
+    assert (fast.executed, fast.failed, fast.retried) == (6, 1, 0)
+    minutes = QueueMinuteStats.objects.filter(queue_name="fast", span=MINUTE)
     assert sum(m.executed for m in minutes) == 6
     # The worker took the backlog sample of its first minute.
     assert QueueMinuteStats.objects.filter(queue_name=SAMPLE_MARKER).exists()
+
+
+def test_hour_rows_add_up_the_minutes(frozen_clock):
+    stats = MinuteStats("default")
+    hour = hour_of(frozen_clock.now())
+    for _ in range(3):
+        stats.record("default", "succeeded", 0.1)
+        stats.record("default", "failed", 0.1)
+        frozen_clock.advance(60)
+        stats.flush()
+    assert (row("default", hour, HOUR).executed, row("default", hour, HOUR).failed) == (6, 3)

@@ -1,7 +1,7 @@
 """Per-minute statistics written by the workers: counted in memory, added in one upsert per flush.
 
 A worker's `MinuteStats` counts each finished attempt (`record`) by queue and minute, with no
-I/O. `tick` (called from the worker's loop) flushes the counts every
+I/O, and adds the counts to the minute's row, the hour's row and the queue's totals row. `tick` (called from the worker's loop) flushes the counts every
 `STATS_FLUSH_INTERVAL_SECONDS`, and as soon as a minute with counts has ended, in one
 statement for every queue and minute held; `flush` runs once more at shutdown. A flush adds to
 the rows (`executed = executed + n`), so any number of workers share them without a lock.
@@ -32,19 +32,27 @@ from .sweeps import Sweep
 
 logger = logging.getLogger("django_taskqueue")
 
-#: `minute` of a queue's totals row (see `QueueMinuteStats`).
-TOTALS_MINUTE = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+#: `span` of the rows: a minute, an hour, a queue's totals since it began.
+MINUTE, HOUR, TOTALS = 60, 3600, 0
+#: `starts_at` of a queue's totals row.
+TOTALS_STARTS_AT = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
 #: `queue_name` of the rows that mark a minute's backlog sample as taken.
 SAMPLE_MARKER = ""
 
 _COUNTERS = ("executed", "failed", "retried", "run_seconds")
 _SAMPLES = ("waiting", "running", "leased")
-_COLUMNS = ("queue_name", "minute", *_COUNTERS, "max_run_seconds", *_SAMPLES)
+_KEY = ("queue_name", "span", "starts_at")
+_COLUMNS = (*_KEY, *_COUNTERS, "max_run_seconds", *_SAMPLES)
 
 
 def minute_of(at: datetime.datetime) -> datetime.datetime:
     """Return the start of the minute `at` falls in."""
     return at.replace(second=0, microsecond=0)
+
+
+def hour_of(at: datetime.datetime) -> datetime.datetime:
+    """Return the start of the hour `at` falls in."""
+    return at.replace(minute=0, second=0, microsecond=0)
 
 
 @dataclass
@@ -122,12 +130,17 @@ class MinuteStats:
         self._flushed_at = clock.monotonic()
         if not held:
             return 0
+        hours: dict[tuple[str, datetime.datetime], Counts] = {}
         totals: dict[str, Counts] = {}
         rows: list[tuple[Any, ...]] = []
         for (queue_name, minute), counts in sorted(held.items()):
+            hours.setdefault((queue_name, hour_of(minute)), Counts()).add(counts)
             totals.setdefault(queue_name, Counts()).add(counts)
-            rows.append(_row(queue_name, minute, counts))
-        rows.extend(_row(name, TOTALS_MINUTE, counts) for name, counts in sorted(totals.items()))
+            rows.append(_row(queue_name, MINUTE, minute, counts))
+        rows.extend(_row(name, HOUR, hour, counts) for (name, hour), counts in hours.items())
+        rows.extend(
+            _row(name, TOTALS, TOTALS_STARTS_AT, counts) for name, counts in sorted(totals.items())
+        )
         try:
             upsert(self.alias, rows)
         except BaseException:
@@ -148,7 +161,7 @@ class MinuteStats:
         try:
             # The unique (queue_name, minute) constraint elects one sampler per minute.
             with transaction.atomic(using=self.alias):
-                stats.create(queue_name=SAMPLE_MARKER, minute=minute)
+                stats.create(queue_name=SAMPLE_MARKER, span=MINUTE, starts_at=minute)
         except IntegrityError:
             return False
         names = list(all_queue_configs())
@@ -170,6 +183,7 @@ class MinuteStats:
             rows.append(
                 _row(
                     name,
+                    MINUTE,
                     minute,
                     Counts(),
                     waiting=row.get("waiting", 0),
@@ -183,7 +197,8 @@ class MinuteStats:
 
 def _row(
     queue_name: str,
-    minute: datetime.datetime,
+    span: int,
+    starts_at: datetime.datetime,
     counts: Counts,
     *,
     waiting: int | None = None,
@@ -192,7 +207,8 @@ def _row(
 ) -> tuple[Any, ...]:
     return (
         queue_name,
-        minute,
+        span,
+        starts_at,
         counts.executed,
         counts.failed,
         counts.retried,
@@ -212,9 +228,9 @@ def upsert(alias: str, rows: list[tuple[Any, ...]]) -> None:
     vendor = connection.vendor
     params: list[Any] = []
     for row in rows:
-        params.extend(row[:1])
-        params.append(connection.ops.adapt_datetimefield_value(row[1]))
-        params.extend(row[2:])
+        params.extend(row[:2])
+        params.append(connection.ops.adapt_datetimefield_value(row[2]))
+        params.extend(row[3:])
     placeholders = ", ".join(["(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"] * len(rows))
     columns = ", ".join(quote(c) for c in _COLUMNS)
     if vendor == "mysql":
@@ -235,7 +251,7 @@ def upsert(alias: str, rows: list[tuple[Any, ...]]) -> None:
         def old(column: str) -> str:
             return f"{table}.{quote(column)}"
 
-        conflict = f"ON CONFLICT ({quote('queue_name')}, {quote('minute')}) DO UPDATE SET"
+        conflict = f"ON CONFLICT ({', '.join(quote(c) for c in _KEY)}) DO UPDATE SET"
         greatest = "GREATEST" if vendor == "postgresql" else "MAX"
     updates = [f"{quote(c)} = {old(c)} + {new(c)}" for c in _COUNTERS]
     updates.append(
@@ -249,7 +265,7 @@ def upsert(alias: str, rows: list[tuple[Any, ...]]) -> None:
 
 
 class MinuteStatsPruner(Sweep):
-    """Delete per-minute statistics older than `STATS_RETENTION_SECONDS` (totals rows stay)."""
+    """Delete minute and hour rows older than `STATS_RETENTION_SECONDS` (totals rows stay)."""
 
     name = "minute-stats-pruner"
 
@@ -259,9 +275,9 @@ class MinuteStatsPruner(Sweep):
         pruned = 0
         for _ in range(10):
             ids = list(
-                stats.filter(minute__lt=cutoff, minute__gt=TOTALS_MINUTE).values_list(
-                    "id", flat=True
-                )[: self.limit]
+                stats.filter(span__gt=TOTALS, starts_at__lt=cutoff).values_list("id", flat=True)[
+                    : self.limit
+                ]
             )
             if not ids:
                 break

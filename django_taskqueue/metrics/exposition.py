@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from .. import clock
 from ..conf import taskqueue_settings
 from ..dashboard import live_figures
-from ..dispatch.minute_stats import TOTALS_MINUTE
+from ..dispatch.minute_stats import TOTALS
 from ..models import QueueMinuteStats, QueueState
 from ..queues import all_queue_configs
 
@@ -52,9 +52,7 @@ def collect(now: datetime.datetime | None = None) -> list[Family]:
     live = live_figures(names, now)
     totals = {
         row.queue_name: row
-        for row in QueueMinuteStats.objects.using(alias).filter(
-            queue_name__in=names, minute=TOTALS_MINUTE
-        )
+        for row in QueueMinuteStats.objects.using(alias).filter(queue_name__in=names, span=TOTALS)
     }
 
     def family(name: str, type_: str, help_: str) -> Family:
