@@ -41,8 +41,8 @@ def outcome_bars(
 ) -> SafeString:
     """Return stacked bars per slot: succeeded, retried and failed attempts."""
     peak = max((s.executed for s in slots), default=0)
-    top = 12 if axis else 0
-    plot = height - top - (14 if axis else 0)
+    top = 16 if axis else 0
+    plot = height - top - (18 if axis else 0)
     n = max(len(slots), 1)
     step = width / n
     gap = step * 0.15 if step > 3 else 0
@@ -83,8 +83,8 @@ def line(
 ) -> SafeString:
     """Return a line with its area below (the backlog); None leaves a gap (no sample)."""
     peak = max((v for v in values if v is not None), default=0)
-    top = 12 if axis else 1
-    plot = height - top - (14 if axis else 1)
+    top = 16 if axis else 1
+    plot = height - top - (18 if axis else 1)
     n = len(values)
     step = width / max(n - 1, 1)
     runs: list[list[tuple[float, float]]] = [[]]
@@ -133,13 +133,13 @@ def _svg(
         base = top + plot
         parts.insert(0, f'<line class="tq-grid" x1="0" y1="{top}" x2="{width}" y2="{top}"/>')
         parts.insert(0, f'<line class="tq-axis" x1="0" y1="{base}" x2="{width}" y2="{base}"/>')
-        parts.append(f'<text class="tq-label" x="2" y="{top - 2}">{peak:,}</text>')
+        parts.append(f'<text class="tq-label" x="2" y="{top - 3}">{peak:,}</text>')
         if slots:
             parts.append(
-                f'<text class="tq-label" x="0" y="{height - 2}">{escape(slots[0].label)}</text>'
+                f'<text class="tq-label" x="0" y="{height - 3}">{escape(slots[0].label)}</text>'
             )
             parts.append(
-                f'<text class="tq-label" x="{width}" y="{height - 2}" text-anchor="end">'
+                f'<text class="tq-label" x="{width}" y="{height - 3}" text-anchor="end">'
                 f"{escape(slots[-1].label)}</text>"
             )
     body = mark_safe("".join(parts))  # built above from numbers and escaped labels
