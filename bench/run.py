@@ -103,6 +103,7 @@ def ours(db: str, sizes: dict, keep_below: int | None = None) -> list[Job]:
         return [
             job("pull_1", "pull: lease 1000 + delete, 1 process", "pull", s["pull"]),
             job("push_1", "push drain, 1 worker", "push", s["push"], *extra),
+            job("dashboard", "admin dashboard figures, every queue", "dashboard", 50, unit="ms"),
         ]
     latency_n = s["latency_pg"] if db == "postgresql" else s["latency_polling"]
     return [

@@ -8,6 +8,7 @@ prints `RESULT {json}` as its last line: `rate` in tasks/s, or latency percentil
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import subprocess
@@ -258,6 +259,76 @@ def seed_history(args) -> dict:
     return {"keep_below": keep_below, "n": args.n, "seconds": time.perf_counter() - started}
 
 
+# -- the admin dashboard --------------------------------------------------------------------
+
+
+def _seed_minute_stats() -> None:
+    """A day of statistics for both bench queues, as the workers would have written them."""
+    from django_taskqueue.dispatch.minute_stats import HOUR, MINUTE, Counts, _row, upsert
+
+    start = common.now().replace(second=0, microsecond=0)
+    for queue in (PUSH_QUEUE, PULL_QUEUE):
+        rows = []
+        for minutes_ago in range(24 * 60):
+            minute = start - datetime.timedelta(minutes=minutes_ago)
+            counts = Counts(executed=600, failed=3, retried=12, run_seconds=60.0, max_run_seconds=2)
+            rows.append(_row(queue, MINUTE, minute, counts, waiting=minutes_ago % 50, running=4))
+        for hours_ago in range(25):
+            hour = start.replace(minute=0) - datetime.timedelta(hours=hours_ago)
+            counts = Counts(executed=36000, failed=180, retried=720, run_seconds=3600.0)
+            rows.append(_row(queue, HOUR, hour, counts))
+        for begin in range(0, len(rows), 500):
+            upsert("default", rows[begin : begin + 500])
+
+
+@scenario
+def dashboard(args) -> dict:
+    """Time the dashboard's figures, the metrics endpoint's and a queue page's (ms per call).
+
+    Over the history below `--keep-below` (the scale runs' 1M rows), or over `--history` rows
+    seeded here; with 1,000 waiting tasks and a day of per-minute statistics.
+    """
+    from django_taskqueue import clock
+    from django_taskqueue.dashboard import overview, recent_errors, slowest_tasks
+    from django_taskqueue.metrics.exposition import collect, render
+
+    if args.keep_below is None:
+        common.reset_tables()
+        if args.history:
+            common.seed_history(args.history)
+    else:
+        common.reset_tables(args.keep_below)
+    common.seed_push(1000)
+    _seed_minute_stats()
+    common.analyze()
+
+    def timed(function) -> list[float]:
+        function()  # warm-up: connection, caches
+        samples = []
+        for _ in range(args.n):
+            started = time.perf_counter()
+            function()
+            samples.append((time.perf_counter() - started) * 1000)
+        return samples
+
+    def queue_page():
+        now = clock.now()
+        overview([PUSH_QUEUE], now=now)
+        recent_errors(PUSH_QUEUE, now)
+        slowest_tasks(PUSH_QUEUE, now)
+
+    page = timed(overview)
+    metrics = common.percentiles(timed(lambda: render(collect())))
+    queue = common.percentiles(timed(queue_page))
+    return {
+        **common.percentiles(page),
+        "metrics_p50": metrics["p50"],
+        "metrics_p99": metrics["p99"],
+        "queue_page_p50": queue["p50"],
+        "queue_page_p99": queue["p99"],
+    }
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("name", choices=sorted(SCENARIOS))
@@ -268,6 +339,7 @@ def main(argv=None) -> None:
     parser.add_argument("--start-at", type=float, default=0.0)
     parser.add_argument("--timeout", type=float, default=120.0)
     parser.add_argument("--window", type=float, default=0.0, help="drains: seconds at most")
+    parser.add_argument("--history", type=int, default=0, help="dashboard: rows to seed")
     args = parser.parse_args(argv)
     common.setup(args.db)
     common.emit(SCENARIOS[args.name](args))

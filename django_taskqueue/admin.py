@@ -13,10 +13,11 @@ from collections import defaultdict
 from django.contrib import admin, messages
 from django.db.models import Count, IntegerField, Min, OuterRef, Subquery
 from django.db.models.functions import Coalesce
+from django.urls import path
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
-from . import clock
+from . import clock, dashboard, humanize
 from .conf import taskqueue_settings
 from .db import store
 from .models import QueueState, TaskRecord, TaskState
@@ -73,8 +74,26 @@ class QueueAdmin(_ReadMostlyAdmin):
         "is_paused",
     )
     actions = ("pause", "resume", "purge", "run_now", "retry_failed")
+    # Links to the dashboard (`dashboard.py`), which has its own URLs under this admin's.
+    change_list_template = "django_taskqueue/admin/queue_change_list.html"
     readonly_fields = ("name", "paused", "tokens", "tokens_at", "enforced_rate", "updated_at")
     ordering = ("name",)
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path(
+                "dashboard/",
+                view(lambda request: dashboard.dashboard_view(request, self)),
+                name="django_taskqueue_dashboard",
+            ),
+            path(
+                "dashboard/<str:name>/",
+                view(lambda request, name: dashboard.queue_view(request, self, name)),
+                name="django_taskqueue_dashboard_queue",
+            ),
+            *super().get_urls(),
+        ]
 
     def get_queryset(self, request):
         configs = all_queue_configs()
@@ -155,7 +174,7 @@ class QueueAdmin(_ReadMostlyAdmin):
 
     @admin.display(description=_("enforced rate"))
     def enforced_rate_display(self, obj):
-        return "-" if obj.enforced_rate is None else f"{obj.enforced_rate:.2f}/s"
+        return humanize.rate(obj.enforced_rate)
 
     @admin.display(description=_("paused"), boolean=True)
     def is_paused(self, obj):

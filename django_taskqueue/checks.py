@@ -26,6 +26,10 @@ Registered on import (`AppConfig.ready` imports this module). Ids are stable:
 * `django_taskqueue.E015` -- `DELIVERY_HOST` is neither None nor a non-empty string.
 * `django_taskqueue.W016` -- `security.TaskHeaderMiddleware` is not in `MIDDLEWARE`: forged
   `X-AppEngine-*` headers reach the views.
+* `django_taskqueue.E070` -- `STATS_FLUSH_INTERVAL_SECONDS` or `STATS_RETENTION_SECONDS` is not
+  a positive number of seconds (the retention at least a day, which the dashboard draws).
+* `django_taskqueue.E071` -- `METRICS_TOKEN` is neither None nor a string of 16 characters or
+  more.
 * `django_taskqueue.E020`, `E021` -- reported by `backends.TaskQueueBackend.check()` (through
   Django's Tasks framework): the app is not installed; a name in `TASKS[...]["QUEUES"]` is not a
   push queue.
@@ -349,6 +353,37 @@ def check_worker(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) 
                 "that views trusting them (as App Engine code does) will believe.",
                 hint=f"Add {middleware!r} near the top of MIDDLEWARE.",
                 id=_ID + "W016",
+            )
+        )
+    return messages
+
+
+@register()
+def check_statistics(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
+    """Check the per-minute statistics' durations and the metrics token (E070, E071)."""
+    if _user_settings() is None:
+        return []
+    messages: list[CheckMessage] = []
+    for name, least in (("STATS_FLUSH_INTERVAL_SECONDS", 0), ("STATS_RETENTION_SECONDS", 86400)):
+        value = getattr(taskqueue_settings, name)
+        if not _is_number(value) or value <= 0 or value < least:
+            messages.append(
+                Error(
+                    f"{SETTING_NAME}[{name!r}] must be a positive number of seconds"
+                    f"{f', {least} or more' if least else ''}; got {value!r}.",
+                    hint=f"Set it to e.g. {DEFAULTS[name]}.",
+                    id=_ID + "E070",
+                )
+            )
+    token = taskqueue_settings.METRICS_TOKEN
+    if token is not None and (not isinstance(token, str) or len(token) < 16):
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['METRICS_TOKEN'] must be None or a string of 16 characters "
+                "or more.",
+                hint="Give a long random string (python -c 'import secrets; "
+                "print(secrets.token_urlsafe())'), or None to allow only staff sessions.",
+                id=_ID + "E071",
             )
         )
     return messages

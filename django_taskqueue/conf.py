@@ -67,6 +67,13 @@ DEFAULTS: dict[str, Any] = {
     # outcome); a task whose worker died runs again once deadline + margin have passed.
     "LEASE_MARGIN_SECONDS": 30.0,
     "PRUNE_INTERVAL_SECONDS": 300.0,
+    # Per-minute statistics (the admin dashboard, the metrics endpoint): how often a worker adds
+    # its counts to the table (one statement per flush), and how long the rows are kept.
+    "STATS_FLUSH_INTERVAL_SECONDS": 15.0,
+    "STATS_RETENTION_SECONDS": 7 * 86400,
+    # Bearer token that lets a scraper read the metrics endpoint (django_taskqueue.metrics)
+    # without a session. None: only staff users with the view permission on queues.
+    "METRICS_TOKEN": None,
     # Whether deferred tasks may be serialized with pickle (their payloads are signed).
     "ALLOW_PICKLE": True,
     # REST API (django_taskqueue.rest): DRF authentication classes, as dotted paths. Token

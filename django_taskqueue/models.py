@@ -128,3 +128,52 @@ class QueueState(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class QueueMinuteStats(models.Model):
+    """What the workers did to a queue in one minute (or hour), and its backlog at the minute's start.
+
+    Workers count attempts in memory and add them here in one upsert per flush (never a write
+    per task): to the minute's row, the hour's row (`span` 3600, which the day's chart reads)
+    and the queue's totals row (`span` 0, the metrics endpoint's counters, never pruned). The
+    counters are additive, so every worker adds its own share to the same rows without a lock.
+    `waiting`, `running` and `leased` are samples taken once a minute by one worker (the first
+    to insert the minute's marker row, whose `queue_name` is empty). Pruned after
+    `STATS_RETENTION_SECONDS`.
+    """
+
+    queue_name = models.CharField(max_length=100)
+    span = models.PositiveIntegerField(
+        default=60, help_text=_("Seconds the row covers: 60, 3600, or 0 for the totals.")
+    )
+    starts_at = models.DateTimeField(help_text=_("Start of the minute or hour (UTC)."))
+    # 64-bit: a queue's totals row counts every attempt since the queue began.
+    executed = models.PositiveBigIntegerField(default=0, help_text=_("Attempts finished."))
+    failed = models.PositiveBigIntegerField(
+        default=0, help_text=_("Attempts that failed for good.")
+    )
+    retried = models.PositiveBigIntegerField(
+        default=0, help_text=_("Failed attempts queued again after a backoff.")
+    )
+    run_seconds = models.FloatField(default=0.0, help_text=_("Sum of the attempts' run times."))
+    max_run_seconds = models.FloatField(default=0.0)
+    waiting = models.PositiveIntegerField(null=True, blank=True, help_text=_("Due tasks."))
+    running = models.PositiveIntegerField(null=True, blank=True)
+    leased = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("queue statistics")
+        verbose_name_plural = _("queue statistics")
+        constraints = [
+            # The upsert's conflict target; it also serves "these queues' minutes since then".
+            models.UniqueConstraint(
+                fields=["queue_name", "span", "starts_at"], name="taskqueue_stats_unique"
+            ),
+        ]
+        indexes = [
+            # Pruning.
+            models.Index(fields=["starts_at"], name="taskqueue_stats_starts_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue_name}@{self.starts_at:%Y-%m-%d %H:%M}/{self.span}s"

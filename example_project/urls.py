@@ -7,5 +7,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # The pull-queue REST API; its schema and docs are at taskqueue/api/schema/ and .../docs/.
     path("taskqueue/api/", include("django_taskqueue.rest.urls")),
+    # Metrics for Prometheus: staff with the view permission, or TASKQUEUE["METRICS_TOKEN"].
+    path("taskqueue/metrics/", include("django_taskqueue.metrics.urls")),
     path("", include("example_project.demo.urls")),
 ]

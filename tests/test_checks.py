@@ -35,6 +35,9 @@ GOOD = {
     "RESCUE_INTERVAL_SECONDS": 5,
     "PRUNE_INTERVAL_SECONDS": 600,
     "LEASE_MARGIN_SECONDS": 0,
+    "STATS_FLUSH_INTERVAL_SECONDS": 2.5,
+    "STATS_RETENTION_SECONDS": 86400,
+    "METRICS_TOKEN": "a-long-random-scraper-token",
 }
 
 ALL_CHECKS = (
@@ -44,6 +47,7 @@ ALL_CHECKS = (
     checks.check_targets,
     checks.check_values,
     checks.check_rest,
+    checks.check_statistics,
 )
 
 
@@ -271,3 +275,15 @@ def test_signing_key_is_derived_from_secret_key_unless_set() -> None:
     with override_settings(TASKQUEUE={"SIGNING_KEY": "explicit"}, SECRET_KEY_FALLBACKS=["old"]):
         assert taskqueue_settings.signing_key() == "explicit"
         assert taskqueue_settings.signing_fallback_keys() == []
+
+
+def test_statistics_settings_are_checked(settings):
+    from django_taskqueue.checks import check_statistics
+
+    settings.TASKQUEUE = {"STATS_FLUSH_INTERVAL_SECONDS": 0, "STATS_RETENTION_SECONDS": 3600}
+    assert [m.id for m in check_statistics()] == ["django_taskqueue.E070"] * 2
+    settings.TASKQUEUE = {"METRICS_TOKEN": "short"}
+    [message] = check_statistics()
+    assert message.id == "django_taskqueue.E071" and message.hint
+    settings.TASKQUEUE = {"METRICS_TOKEN": "x" * 32, "STATS_FLUSH_INTERVAL_SECONDS": 5}
+    assert check_statistics() == []

@@ -18,3 +18,7 @@ if find_spec("tests.handlers") is not None:
 # The REST API, once django_taskqueue.rest exists.
 if find_spec("django_taskqueue.rest") is not None and find_spec("django_taskqueue.rest.urls"):
     urlpatterns.append(path("taskqueue/api/", include("django_taskqueue.rest.urls")))
+
+# The metrics endpoint (opt-in in a project, as here).
+if find_spec("django_taskqueue.metrics") is not None:
+    urlpatterns.append(path("taskqueue/metrics/", include("django_taskqueue.metrics.urls")))

@@ -6,6 +6,7 @@
 * `Pruner` -- succeeded and deleted tasks older than max(`TOMBSTONE_SECONDS`,
   `FINISHED_RETENTION_SECONDS`), failed tasks older than max(`TOMBSTONE_SECONDS`,
   `FAILED_RETENTION_SECONDS`), deleted in bounded batches.
+* `MinuteStatsPruner` (in `minute_stats`) -- per-minute statistics past `STATS_RETENTION_SECONDS`.
 
 Pull tasks need no sweep: a pull task stays QUEUED while leased, its lease being its `eta`, so
 an expired lease is simply leasable again.
@@ -145,7 +146,10 @@ class SweepScheduler:
 
 def default_sweeps(alias: str) -> list[Sweep]:
     """Return the sweeps a worker runs, with their intervals from the settings."""
+    from .minute_stats import MinuteStatsPruner  # it builds on Sweep
+
     return [
         Rescuer(alias, taskqueue_settings.RESCUE_INTERVAL_SECONDS),
         Pruner(alias, taskqueue_settings.PRUNE_INTERVAL_SECONDS),
+        MinuteStatsPruner(alias, taskqueue_settings.PRUNE_INTERVAL_SECONDS),
     ]

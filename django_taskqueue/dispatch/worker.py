@@ -44,6 +44,7 @@ from .dbretry import DB_ERRORS, backoff_seconds, reset_connection, with_db_retri
 from .delivery import Deliverer, Outcome
 from .executor import Executor
 from .listener import Listener
+from .minute_stats import MinuteStats
 from .recorder import AttemptStatus, OutcomeRecorder, status_of
 from .sweeps import Sweep, SweepScheduler, default_sweeps
 from .tally import Tally
@@ -114,6 +115,8 @@ class Worker:
         self.lease_seconds = self.deadline_seconds + float(taskqueue_settings.LEASE_MARGIN_SECONDS)
         self.sweeps: list[Sweep] = default_sweeps(self.alias) if run_sweeps else []
         self.deliverer = Deliverer(self.deadline_seconds, max_connections=concurrency)
+        #: Counts of finished attempts for the per-minute statistics (the admin's charts).
+        self.minute_stats = MinuteStats(self.alias)
 
         self._wake = threading.Event()
         self._stop_requested = False
@@ -193,6 +196,7 @@ class Worker:
     def _finish(self) -> None:
         self.executor.shutdown()
         self._with_db_retries(self.batcher.flush)
+        self._flush_minute_stats()
         self._stop_requested = True
         self.listener.join(timeout=5)
         self.deliverer.close()
@@ -235,6 +239,7 @@ class Worker:
                 if self.max_tasks is not None and self._claimed >= self.max_tasks:
                     return
                 self.sweeper.run_due()
+                self.minute_stats.tick()
                 if (
                     self.tally.seconds_since_summary()
                     >= taskqueue_settings.SUMMARY_INTERVAL_SECONDS
@@ -335,6 +340,7 @@ class Worker:
         self, task: ClaimedTask, result: Outcome, status: AttemptStatus, common: dict[str, Any]
     ) -> None:
         self.tally.count(status)
+        self.minute_stats.record(task.queue_name, status.value, result.duration)
         log = logger.info if result.succeeded else logger.warning
         log(
             "event=attempt queue=%s task=%s attempt=%s status=%s code=%s reason=%s "
@@ -379,6 +385,12 @@ class Worker:
                     receiver,
                     exc_info=(type(response), response, response.__traceback__),
                 )
+
+    def _flush_minute_stats(self) -> None:
+        try:
+            self.minute_stats.flush()
+        except DB_ERRORS:
+            logger.warning("event=stats_flush_failed worker=%s", self.worker_id, exc_info=True)
 
 
 def _served_queues(names: Iterable[str] | None) -> list[QueueConfig]:
