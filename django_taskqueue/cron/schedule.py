@@ -87,6 +87,10 @@ _TIME_RE = re.compile(r"^([0-9]{1,2}):([0-9]{2})$")
 _TOKEN_RE = re.compile(r",|[^\s,]+")
 
 
+def _found(word: str | None) -> str:
+    return f"found {word!r}" if word is not None else "but the schedule ends too early"
+
+
 class ScheduleError(ValueError):
     """The schedule does not follow App Engine's grammar."""
 
@@ -165,9 +169,7 @@ class _Tokens:
     def expect(self, word: str) -> None:
         if self.peek() != word:
             found = self.peek()
-            raise self.error(
-                f"expected {word!r}, found {found!r}" if found else f"expected {word!r}"
-            )
+            raise self.error(f"expected {word!r}, {_found(found)}")
         self.index += 1
 
     def comma_list(self, read: Callable[[_Tokens], int]) -> list[int]:
@@ -202,7 +204,7 @@ def _interval(tokens: _Tokens) -> IntervalSchedule:
         raise ScheduleError("the interval must be at least 1", position)
     unit = tokens.peek()
     if unit not in _UNITS:
-        raise tokens.error(f"expected 'minutes' or 'hours', found {unit!r}")
+        raise tokens.error(f"expected 'minutes' or 'hours', {_found(unit)}")
     tokens.take()
     period = count * _UNITS[unit]
     if period > _DAY:
@@ -233,7 +235,7 @@ def _time(tokens: _Tokens) -> tuple[int, int]:
     word = tokens.peek()
     match = _TIME_RE.match(word or "")
     if not match:
-        raise ScheduleError(f"expected a time HH:MM, found {word!r}", position)
+        raise ScheduleError(f"expected a time HH:MM, {_found(word)}", position)
     tokens.take()
     hour, minute = int(match.group(1)), int(match.group(2))
     if hour > 23 or minute > 59:
@@ -244,7 +246,7 @@ def _time(tokens: _Tokens) -> tuple[int, int]:
 def _read_ordinal(tokens: _Tokens) -> int:
     word = tokens.peek()
     if word not in _ORDINALS:
-        raise tokens.error(f"expected an ordinal (1st to 5th, first to fifth), found {word!r}")
+        raise tokens.error(f"expected an ordinal (1st to 5th, first to fifth), {_found(word)}")
     tokens.take()
     return _ORDINALS[word]
 
@@ -261,7 +263,7 @@ def _weekday_number(word: str | None) -> int | None:
 def _read_weekday(tokens: _Tokens) -> int:
     number = _weekday_number(tokens.peek())
     if number is None:
-        raise tokens.error(f"expected a day of the week, found {tokens.peek()!r}")
+        raise tokens.error(f"expected a day of the week, {_found(tokens.peek())}")
     tokens.take()
     return number
 
@@ -278,7 +280,7 @@ def _month_number(word: str | None) -> int | None:
 def _read_month(tokens: _Tokens) -> int:
     number = _month_number(tokens.peek())
     if number is None:
-        raise tokens.error(f"expected a month, found {tokens.peek()!r}")
+        raise tokens.error(f"expected a month, {_found(tokens.peek())}")
     tokens.take()
     return number
 
@@ -286,7 +288,7 @@ def _read_month(tokens: _Tokens) -> int:
 def _read_monthday(tokens: _Tokens) -> int:
     word = tokens.peek()
     if word is None or not word.isdigit():
-        raise tokens.error(f"expected a day of the month (1 to 31), found {word!r}")
+        raise tokens.error(f"expected a day of the month (1 to 31), {_found(word)}")
     if not 1 <= int(word) <= 31:
         raise tokens.error(f"{word!r} is not a day of the month (1 to 31)")
     tokens.take()
@@ -302,7 +304,7 @@ def _specific(tokens: _Tokens) -> SpecificSchedule:
         monthdays = frozenset(tokens.comma_list(_read_monthday))
         if tokens.peek() != "of":
             raise tokens.error(
-                f"expected 'of' after the days of the month, found {tokens.peek()!r}"
+                f"expected 'of' after the days of the month, {_found(tokens.peek())}"
             )
     else:
         if first == "every":
@@ -312,7 +314,7 @@ def _specific(tokens: _Tokens) -> SpecificSchedule:
         else:
             raise tokens.error(
                 f"expected 'every', an ordinal (1st, second, ...) or a day of the month, "
-                f"found {first!r}"
+                f"{_found(first)}"
             )
         if tokens.peek() == "day":
             tokens.take()
