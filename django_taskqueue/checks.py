@@ -367,7 +367,7 @@ def _cron_error(error: Any) -> Error:
     assert isinstance(error, CronConfigurationError)
     if error.position is not None:
         return Error(
-            f"Cron job {error.job}: its schedule does not parse: {error.args[0]}",
+            f"Cron job {error.job}: {error.message}",
             hint=(
                 "Write the schedule in App Engine's cron format, e.g. 'every 5 minutes', "
                 "'every monday 09:00', '1st,3rd monday of sep,oct,nov 17:00' "

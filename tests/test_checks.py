@@ -35,6 +35,9 @@ GOOD = {
     "RESCUE_INTERVAL_SECONDS": 5,
     "PRUNE_INTERVAL_SECONDS": 600,
     "LEASE_MARGIN_SECONDS": 0,
+    "CRON_YAML": FIXTURES / "cron.yaml",
+    "CRON": {"clean-up": {"url": "/cleanup", "schedule": "every day 03:00"}},
+    "CRON_QUEUE": "mail",
 }
 
 ALL_CHECKS = (
@@ -44,6 +47,7 @@ ALL_CHECKS = (
     checks.check_targets,
     checks.check_values,
     checks.check_rest,
+    checks.check_cron,
 )
 
 

@@ -355,3 +355,20 @@ def test_burst_worker_serves_cron_unless_told_not_to(
     (task,) = cron_tasks(tick)
     assert task.state == TaskState.SUCCEEDED
     assert len(record.read_text().splitlines()) == 1
+
+
+@pytest.mark.django_db
+def test_a_target_outside_targets_is_delivered_in_process(settings, frozen_clock):
+    settings.TASKQUEUE = {
+        **settings.TASKQUEUE,
+        "TARGETS": {"beta": "http://beta.example.com"},
+        "CRON": {
+            "a": {"url": "/echo", "schedule": "every 5 minutes", "target": "beta"},
+            "b": {"url": "/echo", "schedule": "every 5 minutes", "target": "gamma"},
+        },
+    }
+    beta, gamma = all_cron_jobs()
+    enqueue_run(beta, now=frozen_clock.now())
+    enqueue_run(gamma, now=frozen_clock.now())
+    assert [t.target for t in cron_tasks(beta)] == ["beta"]
+    assert [t.target for t in cron_tasks(gamma)] == [None]

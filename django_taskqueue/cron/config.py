@@ -70,6 +70,7 @@ class CronConfigurationError(ValueError):
 
     def __init__(self, message: str, *, job: str, position: int | None = None) -> None:
         super().__init__(f"{job}: {message}")
+        self.message = message
         #: Which job: its description, or its place in the file.
         self.job = job
         #: For a bad schedule, the 0-based position of the mistake in it.

@@ -76,11 +76,14 @@ def enqueue_run(
         name = slot_task_name(job, slot_at)
     else:
         name = f"cron-{job.key}-now-{int(now.timestamp() * 1000)}"
+    # App Engine routes a cron job whose target is unknown to the default service: here, a
+    # target that is not a key of TARGETS is delivered in-process (check W064 says so).
+    target = job.target if job.target in taskqueue_settings.TARGETS else None
     task = Task(
         url=job.url,
         method="GET",
         name=name,
-        target=job.target,
+        target=target,
         retry_options=retry_options(job),
     )
     # The one X-AppEngine-* header a task gets from its creator: Task drops every such header
