@@ -3,9 +3,13 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from example_project import cron_views
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     # The pull-queue REST API; its schema and docs are at taskqueue/api/schema/ and .../docs/.
     path("taskqueue/api/", include("django_taskqueue.rest.urls")),
+    # The cron job of cron.yaml.
+    path("cron/heartbeat", cron_views.heartbeat),
     path("", include("example_project.demo.urls")),
 ]

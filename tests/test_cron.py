@@ -372,3 +372,51 @@ def test_a_target_outside_targets_is_delivered_in_process(settings, frozen_clock
     enqueue_run(gamma, now=frozen_clock.now())
     assert [t.target for t in cron_tasks(beta)] == ["beta"]
     assert [t.target for t in cron_tasks(gamma)] == [None]
+
+
+EXAMPLE_SCRIPT = """
+import django
+django.setup()
+from django.core.management import call_command
+from django.test import Client
+call_command("migrate", verbosity=0)
+from django_taskqueue import clock
+from django_taskqueue.cron.config import all_cron_jobs
+from django_taskqueue.cron.service import enqueue_run
+from django_taskqueue.models import TaskRecord
+from django_taskqueue.testing import run_tasks
+(job,) = all_cron_jobs()
+name = enqueue_run(job, now=clock.now())
+run_tasks("default")
+task = TaskRecord.objects.get(name=name)
+print(task.state, task.last_response_code)
+from django_taskqueue.dispatch.delivery import delivery_host
+response = Client().get(job.url, HTTP_X_APPENGINE_CRON="true", HTTP_HOST=delivery_host())
+print(response.status_code)
+"""
+
+
+def test_example_project_job_runs_for_cron_only(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from .conftest import REPO_ROOT
+
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "example_project.settings",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'example.sqlite3'}",
+    }
+    env.pop("TEST_DATABASE_NAME", None)
+    result = subprocess.run(
+        [sys.executable, "-c", EXAMPLE_SCRIPT],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    # Delivered by the worker: 200. The same header from a plain client: stripped, 403.
+    assert result.stdout.split() == ["succeeded", "200", "403"]
