@@ -420,3 +420,27 @@ def test_example_project_job_runs_for_cron_only(tmp_path):
     assert result.returncode == 0, result.stderr
     # Delivered by the worker: 200. The same header from a plain client: stripped, 403.
     assert result.stdout.split() == ["succeeded", "200", "403"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failed_run_is_retried_only_with_retry_parameters(settings, frozen_clock):
+    settings.TASKQUEUE = {
+        **settings.TASKQUEUE,
+        "CRON": {
+            "once": {"url": "/echo?status=500", "schedule": "every 5 minutes"},
+            "again": {
+                "url": "/echo?status=500",
+                "schedule": "every 5 minutes",
+                "retry_parameters": {"job_retry_limit": 2, "min_backoff_seconds": 10},
+            },
+        },
+    }
+    once, again = all_cron_jobs()
+    enqueue_run(once, now=frozen_clock.now())
+    enqueue_run(again, now=frozen_clock.now())
+    run_tasks("default")
+    (failed,) = cron_tasks(once)
+    assert (failed.state, failed.last_response_code) == (TaskState.FAILED, 500)
+    (retrying,) = cron_tasks(again)
+    assert (retrying.state, retrying.retry_count) == (TaskState.QUEUED, 1)
+    assert retrying.eta == frozen_clock.now() + datetime.timedelta(seconds=10)
