@@ -66,7 +66,6 @@ class CronJobAdmin(admin.ModelAdmin):
         alias = taskqueue_settings.DATABASE
         jobs = self._jobs()
         ensure_states(list(jobs.values()), clock.now(), alias)
-        self._configured = jobs
         return (
             super()
             .get_queryset(request)
@@ -81,8 +80,9 @@ class CronJobAdmin(admin.ModelAdmin):
         )
 
     def _job(self, obj: CronJobState) -> CronJob | None:
-        jobs = getattr(self, "_configured", None) or self._jobs()
-        return jobs.get(obj.key)
+        # Parsed once and cached by cron.config; the admin object is shared by all requests,
+        # so nothing per request is kept on it.
+        return self._jobs().get(obj.key)
 
     @admin.display(description=_("job"), ordering="description")
     def job_name(self, obj):
