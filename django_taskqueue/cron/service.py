@@ -26,6 +26,7 @@ import dataclasses
 import datetime
 import logging
 
+from django.db import DatabaseError, InterfaceError
 from django.db.models import Q
 
 from ..conf import taskqueue_settings
@@ -37,6 +38,8 @@ from ..task import Task, TaskRetryOptions
 from .config import CronJob, all_cron_jobs
 
 logger = logging.getLogger("django_taskqueue")
+
+_DB_ERRORS = (DatabaseError, InterfaceError)
 
 #: A slot this recent when a worker starts is on time, not missed (a worker restarting
 #: at the moment of a slot still runs it, `skip_missed` or not).
@@ -178,8 +181,15 @@ class CronService(Sweep):
             # The latest slot at or before now: if this worker fell behind, it catches up
             # once, on the same slot the other workers are on.
             slot = job.previous_run_at_or_before(now) or due
-            if enqueue_run(job, now=now, slot_at=slot, alias=self.alias):
-                added += 1
+            try:
+                if enqueue_run(job, now=now, slot_at=slot, alias=self.alias):
+                    added += 1
+            except _DB_ERRORS:
+                raise  # the worker reconnects and calls again: the slot is still due
+            except Exception:
+                # A job whose task cannot be built (a url Task refuses): report it once per
+                # slot, not on every loop.
+                logger.exception("event=cron_enqueue_failed job=%s", job.key)
             self._next[job.key] = job.next_run_after(now)
         return added
 
