@@ -307,3 +307,7 @@ class TaskAdmin(_ReadMostlyAdmin):
                 result = Queue(queue_name).delete_tasks_by_name(names[start : start + 1000])
                 deleted += sum(task.was_deleted for task in result)
         self.message_user(request, _("Deleted %d task(s).") % deleted)
+
+
+# The cron jobs' page lives with the cron service; importing it registers it.
+from .cron import admin as _cron_admin  # noqa: E402, F401

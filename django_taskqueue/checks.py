@@ -1,4 +1,4 @@
-"""System checks of the `TASKQUEUE` setting and the queue definitions.
+"""System checks of the `TASKQUEUE` setting, the queue definitions and the cron jobs.
 
 Registered on import (`AppConfig.ready` imports this module). Ids are stable:
 
@@ -30,6 +30,15 @@ Registered on import (`AppConfig.ready` imports this module). Ids are stable:
   a positive number of seconds (the retention at least a day, which the dashboard draws).
 * `django_taskqueue.E071` -- `METRICS_TOKEN` is neither None nor a string of 16 characters or
   more.
+
+
+* `django_taskqueue.E060` -- `CRON_YAML` is not a path, or the file is missing or unreadable.
+* `django_taskqueue.E061` -- a cron job's schedule does not parse (the job and the position of
+  the mistake are named).
+* `django_taskqueue.E062` -- cron.yaml or `CRON` is malformed, or a job's other directives are.
+* `django_taskqueue.E063` -- cron jobs are configured but `CRON_QUEUE` is not a push queue.
+* `django_taskqueue.W064` -- a cron job's `target` is not a key of `TARGETS` (delivered
+  in-process).
 * `django_taskqueue.E020`, `E021` -- reported by `backends.TaskQueueBackend.check()` (through
   Django's Tasks framework): the app is not installed; a name in `TASKS[...]["QUEUES"]` is not a
   push queue.
@@ -387,3 +396,100 @@ def check_statistics(app_configs: Sequence[AppConfig] | None = None, **kwargs: A
             )
         )
     return messages
+
+
+def _cron_error(error: Any) -> Error:
+    from .cron.config import CronConfigurationError
+
+    assert isinstance(error, CronConfigurationError)
+    if error.position is not None:
+        return Error(
+            f"Cron job {error.job}: {error.message}",
+            hint=(
+                "Write the schedule in App Engine's cron format, e.g. 'every 5 minutes', "
+                "'every monday 09:00', '1st,3rd monday of sep,oct,nov 17:00' "
+                "(see docs/cron.md)."
+            ),
+            id=_ID + "E061",
+        )
+    return Error(
+        f"Cron job {error.args[0]}",
+        hint="Fix the job as cron.yaml's directives allow (see docs/cron.md).",
+        id=_ID + "E062",
+    )
+
+
+@register()
+def check_cron(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
+    """Check CRON_YAML (E060), the jobs (E061, E062), CRON_QUEUE (E063), targets (W064)."""
+    from .cron.config import CronConfigurationError, parse_job, setting_entries, yaml_entries
+
+    user = _user_settings()
+    if user is None:
+        return []
+    errors: list[CheckMessage] = []
+    entries: list[tuple[str, Any]] = []
+    path = user.get("CRON_YAML")
+    if path is not None:
+        if not isinstance(path, str | os.PathLike):
+            errors.append(
+                Error(
+                    f"TASKQUEUE['CRON_YAML'] must be a path, not {type(path).__name__}.",
+                    hint='Set it to the cron.yaml file, e.g. BASE_DIR / "cron.yaml".',
+                    id=_ID + "E060",
+                )
+            )
+        else:
+            try:
+                with open(path, encoding="utf-8") as f:
+                    entries += yaml_entries(f.read(), source=os.fspath(path))
+            except OSError as e:
+                errors.append(
+                    Error(
+                        f"TASKQUEUE['CRON_YAML'] cannot be read: {e}",
+                        hint="Point CRON_YAML at an existing, readable cron.yaml.",
+                        id=_ID + "E060",
+                    )
+                )
+            except CronConfigurationError as e:
+                errors.append(_cron_error(e))
+    try:
+        entries += setting_entries(user.get("CRON", {}) or {})
+    except CronConfigurationError as e:
+        errors.append(_cron_error(e))
+    jobs = []
+    for where, entry in entries:
+        try:
+            jobs.append(parse_job(entry, where=where))
+        except CronConfigurationError as e:
+            errors.append(_cron_error(e))
+    if not jobs:
+        return errors
+    queue_name = user.get("CRON_QUEUE", DEFAULTS["CRON_QUEUE"])
+    try:
+        from .queues import get_queue_config
+
+        config = get_queue_config(queue_name)
+        problem = None if config.is_push else "is a pull queue"
+    except Exception as e:  # unknown or malformed name, or a broken queue configuration
+        problem = f"is not a configured queue ({e})"
+    if problem:
+        errors.append(
+            Error(
+                f"TASKQUEUE['CRON_QUEUE'] {queue_name!r} {problem}; cron jobs need a push queue.",
+                hint="Name a push queue of queue.yaml or QUEUES, or leave the default 'default'.",
+                id=_ID + "E063",
+            )
+        )
+    targets = user.get("TARGETS", {})
+    for job in jobs:
+        if job.target and isinstance(targets, dict) and job.target not in targets:
+            errors.append(
+                Warning(
+                    f"Cron job {job.name!r} has target {job.target!r}, which is not a key of "
+                    "TASKQUEUE['TARGETS']: its requests are delivered in-process.",
+                    hint="Add the target to TARGETS to deliver it over HTTP, or drop it.",
+                    id=_ID + "W064",
+                )
+            )
+    return errors

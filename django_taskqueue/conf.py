@@ -85,6 +85,13 @@ DEFAULTS: dict[str, Any] = {
     # REST API: lease requests allowed per queue, as DRF writes rates ("10/s", "600/m");
     # App Engine allowed 10 per second per queue. None: no limit.
     "REST_LEASE_RATE": "10/s",
+    # Path of an App Engine cron.yaml (scheduled jobs, served by the workers). None: no yaml.
+    "CRON_YAML": None,
+    # Cron jobs as a dict keyed by job name, with cron.yaml's directives; a job named here
+    # replaces the cron.yaml job whose description is that name.
+    "CRON": {},
+    # Push queue that cron jobs' requests go through (its rate limits apply to them).
+    "CRON_QUEUE": "default",
 }
 
 _SIGNING_SALT = "django_taskqueue.conf.signing_key"

@@ -177,3 +177,33 @@ class QueueMinuteStats(models.Model):
 
     def __str__(self) -> str:
         return f"{self.queue_name}@{self.starts_at:%Y-%m-%d %H:%M}/{self.span}s"
+
+
+class CronJobState(models.Model):
+    """What the workers remember of one cron job: its last slot and its last run.
+
+    The jobs themselves are configuration (cron.yaml, `CRON`); a row is keyed by the job's
+    `key` and created by the first worker that serves the job. `last_slot_at` is how a
+    starting worker knows which slots were missed while no worker ran; the task names
+    (`cron-<key>-<slot>`) are what keeps a slot from running twice.
+    """
+
+    key = models.CharField(max_length=64, primary_key=True)
+    description = models.CharField(max_length=500, blank=True, default="")
+    url = models.TextField(blank=True, default="")
+    schedule = models.CharField(max_length=500, blank=True, default="")
+    last_slot_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("The latest slot a worker has enqueued or skipped.")
+    )
+    last_run_at = models.DateTimeField(
+        null=True, blank=True, help_text=_("When the job's latest task was enqueued.")
+    )
+    last_task_name = models.CharField(max_length=500, blank=True, default="")
+    last_queue_name = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        verbose_name = _("cron job")
+        verbose_name_plural = _("cron jobs")
+
+    def __str__(self) -> str:
+        return self.description or self.url or self.key

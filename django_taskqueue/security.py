@@ -6,7 +6,8 @@ Every push task request carries `X-TaskQueue-Signature`:
 
 The HMAC, keyed with `taskqueue_settings.signing_key()` (older keys of `SECRET_KEY_FALLBACKS`
 still verify), covers the queue name, the task name, the task id, the attempt number, the
-method, the path with its query, a SHA-256 of the body and the timestamp.
+method, the path with its query, a SHA-256 of the body and the timestamp, and a cron job's
+`X-AppEngine-Cron` header when the request has one.
 
 A valid HMAC is not enough: a signature seen once (in a log, by a proxy) must not open the door
 twice. A signed request is accepted only if
@@ -53,6 +54,10 @@ _SIGNATURE_META = "HTTP_X_TASKQUEUE_SIGNATURE"
 _APPENGINE_META_PREFIX = "HTTP_X_APPENGINE_"
 _VERSION = "v1"
 
+#: The header of a cron job's request (App Engine's name). The signature covers it.
+CRON_HEADER = "X-AppEngine-Cron"
+_CRON_META = _APPENGINE_META_PREFIX + "CRON"
+
 #: WSGI environ key under which the worker hands an in-process attempt its `TaskRequest`.
 #: Only code in the worker's own process can put an object there (a server puts strings,
 #: and a client's headers become HTTP_* keys), so such a request needs no database check.
@@ -78,10 +83,13 @@ def _message(
     path: str,
     body: bytes,
     timestamp: str,
+    cron: str = "",
 ) -> bytes:
     body_hash = hashlib.sha256(body).hexdigest()
     fields = [_VERSION, queue_name, task_name, str(task_id), str(attempt), method.upper()]
-    return "\n".join([*fields, path, body_hash, timestamp]).encode("utf-8")
+    # Only when present, so the signatures of other tasks stay as they were.
+    signed_headers = [f"{CRON_HEADER.lower()}:{cron}"] if cron else []
+    return "\n".join([*fields, path, body_hash, timestamp, *signed_headers]).encode("utf-8")
 
 
 def canonical_path(url: str) -> str:
@@ -108,10 +116,12 @@ def sign(
     method: str,
     path: str,
     body: bytes | None,
+    cron: str = "",
 ) -> str:
     """Return the signature header value for one attempt of a task.
 
     `path` is the request's full path with its query, as the handler's server receives it.
+    `cron` is the value of the request's `X-AppEngine-Cron` header ("" when it has none).
     """
     timestamp = f"{clock.now().timestamp():.6f}"
     message = _message(
@@ -123,6 +133,7 @@ def sign(
         canonical_path(path),
         body or b"",
         timestamp,
+        cron,
     )
     mac = _mac(taskqueue_settings.signing_key(), message)
     return f"{_VERSION}:{task_id}:{attempt}:{timestamp}:{mac}"
@@ -164,6 +175,7 @@ def verify(request: HttpRequest) -> TaskRequest | None:
         request.get_full_path(),
         request.body,
         timestamp,
+        request.META.get(_CRON_META, ""),
     )
     keys = [taskqueue_settings.signing_key(), *taskqueue_settings.signing_fallback_keys()]
     if not any(hmac.compare_digest(_mac(key, message), mac) for key in keys):

@@ -99,6 +99,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 TASKQUEUE = {
     "QUEUE_YAML": BASE_DIR / "example_project" / "queue.yaml",
+    # Scheduled jobs (App Engine's cron.yaml), run by the same workers.
+    "CRON_YAML": BASE_DIR / "example_project" / "cron.yaml",
 }
 
 # Django's Tasks framework, backed by the queues above (`@task` functions in demo/jobs.py).

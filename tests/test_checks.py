@@ -38,6 +38,9 @@ GOOD = {
     "STATS_FLUSH_INTERVAL_SECONDS": 2.5,
     "STATS_RETENTION_SECONDS": 86400,
     "METRICS_TOKEN": "a-long-random-scraper-token",
+    "CRON_YAML": FIXTURES / "cron.yaml",
+    "CRON": {"clean-up": {"url": "/cleanup", "schedule": "every day 03:00"}},
+    "CRON_QUEUE": "mail",
 }
 
 ALL_CHECKS = (
@@ -48,6 +51,7 @@ ALL_CHECKS = (
     checks.check_values,
     checks.check_rest,
     checks.check_statistics,
+    checks.check_cron,
 )
 
 

@@ -118,6 +118,7 @@ def task_headers(task: ClaimedTask, path_prefix: str = "") -> dict[str, str]:
         method=task.method,
         path=path_prefix + task.url,
         body=task.payload,
+        cron=next((v for k, v in headers.items() if k.lower() == "x-appengine-cron"), ""),
     )
     return headers
 

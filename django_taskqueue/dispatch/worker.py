@@ -73,6 +73,7 @@ class Worker:
     flight. `max_tasks`: exit after claiming that many tasks. `rate_limits=False` ignores
     rate, bucket_size and max_concurrent_requests (App Engine's development server does).
     `install_signal_handlers`: handle SIGTERM/SIGINT (main thread only; the command sets it).
+    `cron`: serve the cron jobs too (`django_taskqueue.cron.service`; the command sets it).
 
     Raises `UnknownQueueError` or `InvalidQueueModeError` for a queue that cannot be served.
     """
@@ -91,6 +92,7 @@ class Worker:
         rate_limits: bool = True,
         run_sweeps: bool = True,
         install_signal_handlers: bool = False,
+        cron: bool = False,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -114,6 +116,11 @@ class Worker:
         self.deadline_seconds = float(taskqueue_settings.DEFAULT_DEADLINE_SECONDS)
         self.lease_seconds = self.deadline_seconds + float(taskqueue_settings.LEASE_MARGIN_SECONDS)
         self.sweeps: list[Sweep] = default_sweeps(self.alias) if run_sweeps else []
+        if cron:
+            # Called on every loop; it reads the database only when a job's slot is due.
+            from ..cron.service import CronService
+
+            self.sweeps.append(CronService(self.alias))
         self.deliverer = Deliverer(self.deadline_seconds, max_connections=concurrency)
         #: Counts of finished attempts for the per-minute statistics (the admin's charts).
         self.minute_stats = MinuteStats(self.alias)

@@ -57,11 +57,26 @@ class Command(BaseCommand):
             default=None,
             help="Seconds between looks for due tasks when idle (POLL_INTERVAL_SECONDS).",
         )
+        parser.add_argument(
+            "--no-cron",
+            action="store_true",
+            help="Do not serve the cron jobs (CRON_YAML, CRON); other workers may.",
+        )
+        parser.add_argument(
+            "--list-cron",
+            action="store_true",
+            help="Print the cron jobs with their schedule, last and next run, then exit.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         worker_id = options["worker_id"]
         if worker_id is not None and not 1 <= len(worker_id) <= 64:
             raise CommandError("--worker-id must be 1 to 64 characters.")
+        if options["list_cron"]:
+            from ...cron.listing import write_cron_table
+
+            write_cron_table(self.stdout)
+            return
         _log_to_console(options["verbosity"])
         try:
             worker = Worker(
@@ -73,6 +88,7 @@ class Command(BaseCommand):
                 worker_id=worker_id,
                 poll_interval_seconds=options["poll_interval"],
                 install_signal_handlers=True,
+                cron=not options["no_cron"],
             )
         except Error as e:
             raise CommandError(str(e)) from e
