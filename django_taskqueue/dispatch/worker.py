@@ -125,6 +125,7 @@ class Worker:
         self._counts = {"ran": 0, "succeeded": 0, "retried": 0, "failed": 0}
         self._summary_counts = dict(self._counts)
         self._summary_at = clock.monotonic()
+        self._started_at = self._summary_at
         self._sweep_due: dict[str, float] = {}
         self._jobs: queue_module.Queue[tuple[claims.ClaimedTask, QueueConfig] | None] = (
             queue_module.Queue()
@@ -164,7 +165,7 @@ class Worker:
         finally:
             self._finish()
             self._restore_signals(previous_handlers)
-            self._log_summary(final=True)
+            self._log_stopped()
         return self.tasks_run
 
     # -- set-up and tear-down -------------------------------------------------------------
@@ -451,7 +452,7 @@ class Worker:
         log = logger.info if result.succeeded else logger.warning
         log(
             "event=attempt queue=%s task=%s attempt=%s status=%s code=%s reason=%s "
-            "duration=%.3f worker=%s",
+            "duration=%.3f worker=%s%s",
             task.queue_name,
             task.name,
             task.attempt,
@@ -460,6 +461,7 @@ class Worker:
             _quote(result.reason),
             result.duration,
             self.worker_id,
+            f" why={_quote(result.detail)}" if result.detail else "",
         )
         self._send(
             signals.task_attempt_finished,
@@ -516,7 +518,7 @@ class Worker:
             entry = outcomes.error_entry(
                 now=now,
                 attempt=task.attempt,
-                reason=result.reason,
+                reason=result.detail or result.reason,
                 status_code=result.status_code,
                 error=result.error,
                 traceback=result.traceback,
@@ -578,7 +580,7 @@ class Worker:
         if clock.monotonic() - self._summary_at >= taskqueue_settings.SUMMARY_INTERVAL_SECONDS:
             self._log_summary()
 
-    def _log_summary(self, final: bool = False) -> None:
+    def _log_summary(self) -> None:
         now_mono = clock.monotonic()
         elapsed = max(now_mono - self._summary_at, 1e-9)
         with self._lock:
@@ -587,9 +589,11 @@ class Worker:
         failed = counts["failed"] - self._summary_counts["failed"]
         retried = counts["retried"] - self._summary_counts["retried"]
         logger.info(
-            "event=%s worker=%s ran=%s failed=%s retried=%s rate=%.2f/s in_flight=%s total=%s",
-            "worker_stopped" if final else "summary",
+            # ran/failed/retried count the last `interval`; total_ran, the worker's lifetime.
+            "event=summary worker=%s interval=%.0fs ran=%s failed=%s retried=%s rate=%.2f/s "
+            "in_flight=%s total_ran=%s",
             self.worker_id,
+            elapsed,
             ran,
             failed,
             retried,
@@ -599,6 +603,21 @@ class Worker:
         )
         self._summary_counts = counts
         self._summary_at = now_mono
+
+    def _log_stopped(self) -> None:
+        """Log the worker's lifetime totals (the periodic summaries count per interval)."""
+        with self._lock:
+            counts = dict(self._counts)
+        logger.info(
+            "event=worker_stopped worker=%s attempts=%s succeeded=%s retried=%s failed=%s "
+            "uptime=%.1fs",
+            self.worker_id,
+            counts["ran"],
+            counts["succeeded"],
+            counts["retried"],
+            counts["failed"],
+            clock.monotonic() - self._started_at,
+        )
 
     # -- PostgreSQL wake-ups --------------------------------------------------------------
 
