@@ -32,7 +32,15 @@ from .conftest import REPO_ROOT
 
 PROJECT = "mysite"
 _IGNORED = shutil.ignore_patterns(
-    ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", "bench", "*.sqlite3*"
+    ".git",
+    ".venv*",
+    "build",
+    "dist",
+    "*.egg-info",
+    "__pycache__",
+    ".*_cache",
+    "bench",
+    "*.sqlite3*",
 )
 
 
@@ -44,9 +52,7 @@ def quick_start_blocks() -> list[tuple[str, str]]:
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=240
-    )
+    result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
     return result
 
