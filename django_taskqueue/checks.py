@@ -35,6 +35,9 @@ Registered on import (`AppConfig.ready` imports this module). Ids are stable:
   needs an app that is not installed (`TokenAuthentication` without
   `rest_framework.authtoken`, `SessionAuthentication` without `django.contrib.sessions`):
   requests carrying those credentials would fail with a server error.
+* `django_taskqueue.W043` -- `TARGETS` is set, `CSRF_USE_SESSIONS` is on and
+  `TaskHeaderMiddleware` is not in `MIDDLEWARE`: a target served with these settings refuses
+  task requests over HTTP (CSRF), since only the middleware can exempt them there.
 * `django_taskqueue.E020`, `E021` -- reported by `backends.TaskQueueBackend.check()` (through
   Django's Tasks framework): the app is not installed; a name in `TASKS[...]["QUEUES"]` is not a
   push queue.
@@ -366,7 +369,7 @@ def check_worker(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) 
 
 @register()
 def check_task_requests(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
-    """Check that a plain view can serve task requests: the Host (E040), a login (W041)."""
+    """Check that a plain view can serve task requests: Host (E040), login (W041), CSRF (W043)."""
     if _user_settings() is None:
         return []
     messages: list[CheckMessage] = []
@@ -396,6 +399,23 @@ def check_task_requests(app_configs: Sequence[AppConfig] | None = None, **kwargs
                 hint="Decorate task handlers with django_taskqueue.security.task_view (or "
                 "django.contrib.auth.decorators.login_not_required).",
                 id=_ID + "W041",
+            )
+        )
+    targets = taskqueue_settings.TARGETS
+    middleware = "django_taskqueue.security.TaskHeaderMiddleware"
+    if (
+        isinstance(targets, dict)
+        and targets
+        and getattr(settings, "CSRF_USE_SESSIONS", False)
+        and middleware not in getattr(settings, "MIDDLEWARE", [])
+    ):
+        messages.append(
+            Warning(
+                "CSRF_USE_SESSIONS is on and TaskHeaderMiddleware is not in MIDDLEWARE: a "
+                f"target of {SETTING_NAME}['TARGETS'] served with these settings refuses task "
+                "requests over HTTP (their CSRF exemption needs the middleware there).",
+                hint=f"Add {middleware!r} to MIDDLEWARE.",
+                id=_ID + "W043",
             )
         )
     return messages

@@ -247,6 +247,17 @@ def test_w041_login_required_middleware(settings, recorder, frozen_clock):
     assert row("protected").state == TaskState.SUCCEEDED
 
 
+def test_w043_csrf_in_sessions_needs_the_middleware_for_http_targets(settings):
+    settings.TASKQUEUE = {**settings.TASKQUEUE, "TARGETS": {"web": "https://web.internal"}}
+    settings.CSRF_USE_SESSIONS = True
+    assert checks.check_task_requests() == []  # the suite's MIDDLEWARE has it
+    settings.MIDDLEWARE = DEFAULT_MIDDLEWARE
+    [message] = checks.check_task_requests()
+    assert message.id == "django_taskqueue.W043" and message.hint
+    settings.TASKQUEUE = {**settings.TASKQUEUE, "TARGETS": {}}
+    assert checks.check_task_requests() == []
+
+
 def test_e042_token_authentication_without_authtoken(settings):
     assert checks.check_rest_authentication() == []
     apps = [a for a in settings.INSTALLED_APPS if a != "rest_framework.authtoken"]
