@@ -45,6 +45,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from . import clock
 from .conf import taskqueue_settings
+from .dispatch.passage import exempt_from_csrf
 
 logger = logging.getLogger("django_taskqueue")
 
@@ -225,7 +226,9 @@ class TaskHeaderMiddleware:
         if has_task_headers:
             task = task_request(request)
             if task is not None:
-                _exempt_from_csrf(request)
+                # The signature proves the request. CsrfViewMiddleware checks views after
+                # every middleware's request phase, so this holds wherever this one sits.
+                exempt_from_csrf(request)
             else:
                 logger.warning(
                     "event=unsigned_task_headers path=%s remote=%s",
@@ -235,14 +238,6 @@ class TaskHeaderMiddleware:
         else:
             request.taskqueue_task = None  # type: ignore[attr-defined]
         return self.get_response(request)
-
-
-def _exempt_from_csrf(request: HttpRequest) -> None:
-    # The signature proves the request; CsrfViewMiddleware checks views after every
-    # middleware's request phase, so this works wherever the middleware sits.
-    from .dispatch.passage import exempt_from_csrf
-
-    exempt_from_csrf(request)
 
 
 def task_view(view: Callable[..., Any]) -> Callable[..., Any]:
