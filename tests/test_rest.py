@@ -587,3 +587,10 @@ def test_an_unforeseen_error_is_still_json(client, settings, caplog):
         response = client.get(url("queues"), headers={"Authorization": "Token abc"})
     error(response, 500, "server_error")
     assert any("event=rest_error" in r.getMessage() for r in caplog.records)
+
+
+def test_the_schema_says_request_bodies_are_closed(client):
+    schemas = client.get(API + "schema/?format=json").json()["components"]["schemas"]
+    for name in ("InsertRequest", "LeaseRequestRequest", "ModifyLeaseRequest"):
+        assert schemas[name]["additionalProperties"] is False
+    assert "additionalProperties" not in schemas["Task"]  # responses may grow

@@ -157,6 +157,18 @@ def test_without_the_csrf_pair_the_refusal_is_explained(
     assert recorder.entries() == []
 
 
+@pytest.mark.django_db(transaction=True)
+def test_a_target_refusing_the_host_is_explained(recorder, settings, django_server):
+    settings.ALLOWED_HOSTS = ["www.example.com"]
+    base = django_server()
+    settings.TASKQUEUE = {**settings.TASKQUEUE, "TARGETS": {"web": base}}
+    Queue("default").add(Task(name="elsewhere", url="/plain", target="web"))
+    run_tasks()
+    task = row("elsewhere")
+    assert task.last_response_code == 400
+    assert "ALLOWED_HOSTS" in task.last_error and base in task.last_error
+
+
 def test_middleware_exempts_a_signed_request_from_csrf(frozen_clock, settings):
     """Without the worker's CSRF cookie, the verified signature alone passes CSRF."""
     settings.MIDDLEWARE = WITH_TASK_HEADERS

@@ -57,6 +57,12 @@ def response(
             f"{head}: the task request's Host {host!r} is not accepted by ALLOWED_HOSTS "
             "(DisallowedHost). Set TASKQUEUE['DELIVERY_HOST'] to a host ALLOWED_HOSTS accepts."
         )
+    if status_code == 400 and host is None and b"Bad Request (400)" in body:
+        return (
+            f"{head} from {url}: Django's own answer to a request it refuses before any view, "
+            "most often a Host its ALLOWED_HOSTS does not accept (DisallowedHost); add the "
+            "target URL's host to the target's ALLOWED_HOSTS."
+        )
     if status_code == 404:
         return f"{head}: no view answers {url} {where}; check the task's url."
     if 300 <= status_code < 400:
