@@ -14,17 +14,55 @@ from django.contrib import admin, messages
 from django.db.models import Count, IntegerField, Min, OuterRef, Subquery
 from django.db.models.functions import Coalesce
 from django.urls import path
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from . import clock, dashboard, humanize
 from .conf import taskqueue_settings
 from .db import store
-from .models import QueueState, TaskRecord, TaskState
+from .models import FINISHED_STATES, QueueState, TaskRecord, TaskState
 from .queues import all_queue_configs
 from .taskqueue import Queue
 
 _PREVIEW_BYTES = 4096
+_SUMMARY_CHARS = 120
+
+
+def _relative(seconds: float) -> str:
+    """Return a duration the way a person says it: "12 s", "5 min", "3 h", "2 d"."""
+    seconds = abs(seconds)
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds // 3600:.0f} h"
+    return f"{seconds // 86400:.0f} d"
+
+
+def when(at: datetime.datetime | None) -> str:
+    """Return a time to the second in the current time zone, with how long ago or ahead it is."""
+    if at is None:
+        return "-"
+    delta = (at - clock.now()).total_seconds()
+    if abs(delta) < 1:
+        relative = _("now")
+    elif delta > 0:
+        relative = _("in %s") % _relative(delta)
+    else:
+        relative = _("%s ago") % _relative(delta)
+    local = timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S")
+    return format_html('<time datetime="{}">{}</time> ({})', at.isoformat(), local, relative)
+
+
+def error_summary(text: str | None) -> str:
+    """Return the line of an error that says what happened (a traceback's last line)."""
+    if not text:
+        return "-"
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    line = lines[-1] if lines[0].startswith("Traceback") else lines[0]
+    return line if len(line) <= _SUMMARY_CHARS else line[: _SUMMARY_CHARS - 1] + "…"
 
 
 def _count(**filters):
@@ -150,7 +188,7 @@ class QueueAdmin(_ReadMostlyAdmin):
 
     @admin.display(description=_("oldest ETA"), ordering="oldest")
     def oldest_eta(self, obj):
-        return obj.oldest
+        return when(obj.oldest)
 
     @admin.display(description=_("running/leased"))
     def running_or_leased(self, obj):
@@ -227,11 +265,12 @@ class TaskAdmin(_ReadMostlyAdmin):
         "method",
         "url",
         "tag",
-        "eta",
+        "eta_display",
         "retry_count",
         "execution_count",
         "last_response_code",
-        "enqueued_at",
+        "last_error_summary",
+        "enqueued_display",
     )
     list_filter = ("state", "queue_name", "method")
     search_fields = ("=name", "tag", "url")
@@ -243,8 +282,8 @@ class TaskAdmin(_ReadMostlyAdmin):
     fields = (
         ("queue_name", "name", "state"),
         ("method", "url", "target", "tag"),
-        ("eta", "priority", "retry_count", "execution_count"),
-        ("enqueued_at", "first_attempt_at", "leased_at", "finished_at"),
+        ("eta_display", "priority", "retry_count", "execution_count"),
+        ("enqueued_display", "first_attempt_display", "leased_display", "finished_display"),
         ("worker_id", "last_response_code", "last_retry_reason"),
         "retry_options",
         "headers_display",
@@ -256,6 +295,38 @@ class TaskAdmin(_ReadMostlyAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return [f for row in self.fields for f in (row if isinstance(row, tuple) else (row,))]
+
+    @admin.display(description=_("ETA"), ordering="eta")
+    def eta_display(self, obj):
+        # A finished task's eta is whatever it was last (often its final lease's expiry):
+        # no longer a time anything happens, so it is not shown as one.
+        if obj.state in FINISHED_STATES:
+            return "-"
+        if obj.state == TaskState.RUNNING:
+            return format_html("{} {}", _("lease ends"), when(obj.eta))
+        if obj.method == "PULL" and obj.leased_at is not None and obj.eta > clock.now():
+            return format_html("{} {}", _("leased until"), when(obj.eta))
+        return when(obj.eta)
+
+    @admin.display(description=_("enqueued"), ordering="enqueued_at")
+    def enqueued_display(self, obj):
+        return when(obj.enqueued_at)
+
+    @admin.display(description=_("first attempt"))
+    def first_attempt_display(self, obj):
+        return when(obj.first_attempt_at)
+
+    @admin.display(description=_("leased"))
+    def leased_display(self, obj):
+        return when(obj.leased_at)
+
+    @admin.display(description=_("finished"))
+    def finished_display(self, obj):
+        return when(obj.finished_at)
+
+    @admin.display(description=_("last error"))
+    def last_error_summary(self, obj):
+        return error_summary(obj.last_error)
 
     @admin.display(description=_("headers"))
     def headers_display(self, obj):

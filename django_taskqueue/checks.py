@@ -39,6 +39,18 @@ Registered on import (`AppConfig.ready` imports this module). Ids are stable:
 * `django_taskqueue.E063` -- cron jobs are configured but `CRON_QUEUE` is not a push queue.
 * `django_taskqueue.W064` -- a cron job's `target` is not a key of `TARGETS` (delivered
   in-process).
+* `django_taskqueue.E040` -- the Host of in-process task requests (`DELIVERY_HOST`, else derived
+  from `ALLOWED_HOSTS`) is one `ALLOWED_HOSTS` refuses: every in-process task would fail with
+  400 (DisallowedHost).
+* `django_taskqueue.W041` -- `LoginRequiredMiddleware` is in `MIDDLEWARE`: a plain view used as
+  a task handler redirects task requests to the login page.
+* `django_taskqueue.E042` -- the REST API is mounted and one of its authentication classes
+  needs an app that is not installed (`TokenAuthentication` without
+  `rest_framework.authtoken`, `SessionAuthentication` without `django.contrib.sessions`):
+  requests carrying those credentials would fail with a server error.
+* `django_taskqueue.W043` -- `TARGETS` is set, `CSRF_USE_SESSIONS` is on and
+  `TaskHeaderMiddleware` is not in `MIDDLEWARE`: a target served with these settings refuses
+  task requests over HTTP (CSRF), since only the middleware can exempt them there.
 * `django_taskqueue.E020`, `E021` -- reported by `backends.TaskQueueBackend.check()` (through
   Django's Tasks framework): the app is not installed; a name in `TASKS[...]["QUEUES"]` is not a
   push queue.
@@ -53,12 +65,13 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Warning, register
 from django.utils.module_loading import import_string
 
 from .conf import DEFAULTS, SETTING_NAME, taskqueue_settings
+from .dispatch import passage
 from .queues import QueueConfig, QueueConfigurationError, load_queue_yaml, parse_queue_definitions
 
 _ID = "django_taskqueue."
@@ -493,3 +506,125 @@ def check_cron(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) ->
                 )
             )
     return errors
+
+
+@register()
+def check_task_requests(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
+    """Check that a plain view can serve task requests: Host (E040), login (W041), CSRF (W043)."""
+    if _user_settings() is None:
+        return []
+    messages: list[CheckMessage] = []
+    configured = taskqueue_settings.DELIVERY_HOST
+    if configured is None or (isinstance(configured, str) and configured):
+        host = passage.delivery_host()
+        if not passage.host_is_allowed(host):
+            source = (
+                f"{SETTING_NAME}['DELIVERY_HOST']" if configured else "derived from ALLOWED_HOSTS"
+            )
+            messages.append(
+                Error(
+                    f"In-process task requests carry the Host {host!r} ({source}), which "
+                    f"ALLOWED_HOSTS {list(settings.ALLOWED_HOSTS)!r} does not accept: every "
+                    "task run in-process would fail with 400 (DisallowedHost).",
+                    hint=f"Set {SETTING_NAME}['DELIVERY_HOST'] to a host ALLOWED_HOSTS accepts "
+                    "(e.g. your site's own name), or add that host to ALLOWED_HOSTS.",
+                    id=_ID + "E040",
+                )
+            )
+    login_required = "django.contrib.auth.middleware.LoginRequiredMiddleware"
+    if login_required in getattr(settings, "MIDDLEWARE", []):
+        messages.append(
+            Warning(
+                f"{login_required} is in MIDDLEWARE: a plain view used as a task handler "
+                "answers task requests (which have no user) with a redirect to the login page.",
+                hint="Decorate task handlers with django_taskqueue.security.task_view (or "
+                "django.contrib.auth.decorators.login_not_required).",
+                id=_ID + "W041",
+            )
+        )
+    targets = taskqueue_settings.TARGETS
+    middleware = "django_taskqueue.security.TaskHeaderMiddleware"
+    if (
+        isinstance(targets, dict)
+        and targets
+        and getattr(settings, "CSRF_USE_SESSIONS", False)
+        and middleware not in getattr(settings, "MIDDLEWARE", [])
+    ):
+        messages.append(
+            Warning(
+                "CSRF_USE_SESSIONS is on and TaskHeaderMiddleware is not in MIDDLEWARE: a "
+                f"target of {SETTING_NAME}['TARGETS'] served with these settings refuses task "
+                "requests over HTTP (their CSRF exemption needs the middleware there).",
+                hint=f"Add {middleware!r} to MIDDLEWARE.",
+                id=_ID + "W043",
+            )
+        )
+    return messages
+
+
+_REST_URLS = "django_taskqueue.rest.urls"
+
+
+def _rest_api_mounted() -> bool:
+    """Return whether the project's URLconf includes the REST API (False if it cannot load)."""
+    from django.urls import URLResolver, get_resolver
+
+    def walk(patterns: Any) -> bool:
+        for pattern in patterns:
+            if isinstance(pattern, URLResolver):
+                name = getattr(pattern.urlconf_name, "__name__", pattern.urlconf_name)
+                if name == _REST_URLS or walk(pattern.url_patterns):
+                    return True
+        return False
+
+    try:
+        return walk(get_resolver().url_patterns)
+    except Exception:  # Django's own URL checks report a URLconf that does not load
+        return False
+
+
+#: Authentication classes whose models or middleware live in an app: (class, app, why).
+_AUTHENTICATION_APPS = (
+    (
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authtoken",
+        "its Token model",
+    ),
+    (
+        "rest_framework.authentication.SessionAuthentication",
+        "django.contrib.sessions",
+        "sessions",
+    ),
+)
+
+
+@register()
+def check_rest_authentication(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
+) -> list:
+    """Check that the REST API's authentication classes have their apps (E042)."""
+    if _user_settings() is None or not _rest_api_mounted():
+        return []
+    classes = taskqueue_settings.REST_AUTHENTICATION_CLASSES
+    if not isinstance(classes, list | tuple):
+        return []  # E013
+    messages: list[CheckMessage] = []
+    for path in classes:
+        try:
+            cls = import_string(path)
+        except (ImportError, TypeError):
+            continue  # E013
+        for base_path, app, needs in _AUTHENTICATION_APPS:
+            base = import_string(base_path)
+            if isinstance(cls, type) and issubclass(cls, base) and not apps.is_installed(app):
+                messages.append(
+                    Error(
+                        f"The REST API authenticates with {path}, which needs {needs}, but "
+                        f"{app!r} is not in INSTALLED_APPS: requests with those credentials "
+                        "would fail with a server error.",
+                        hint=f"Add {app!r} to INSTALLED_APPS (then migrate), or remove {path} "
+                        f"from {SETTING_NAME}['REST_AUTHENTICATION_CLASSES'].",
+                        id=_ID + "E042",
+                    )
+                )
+    return messages

@@ -24,8 +24,9 @@ no client can put one, and it is trusted without the database check.
 
 `TaskHeaderMiddleware` strips every `X-AppEngine-*` header (and the signature) from a request
 that fails these checks, so code that trusts `X-AppEngine-QueueName`, as App Engine code does,
-stays safe. `task_view` answers 403 to anything but a signed task request and exempts task
-requests from CSRF protection: the equivalent of App Engine's `login: admin` on task handlers.
+stays safe; it exempts a signed task request from CSRF checks (`dispatch.passage` says where
+each kind of delivery gets its exemption). `task_view` answers 403 to anything but a signed
+task request: the equivalent of App Engine's `login: admin` on task handlers.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from . import clock
 from .conf import taskqueue_settings
+from .dispatch.passage import exempt_from_csrf
 
 logger = logging.getLogger("django_taskqueue")
 
@@ -235,7 +237,11 @@ class TaskHeaderMiddleware:
         )
         if has_task_headers:
             task = task_request(request)
-            if task is None:
+            if task is not None:
+                # The signature proves the request. CsrfViewMiddleware checks views after
+                # every middleware's request phase, so this holds wherever this one sits.
+                exempt_from_csrf(request)
+            else:
                 logger.warning(
                     "event=unsigned_task_headers path=%s remote=%s",
                     request.path,
@@ -259,4 +265,7 @@ def task_view(view: Callable[..., Any]) -> Callable[..., Any]:
             return HttpResponseForbidden("Only the task queue may call this URL.")
         return view(request, *args, **kwargs)
 
+    # Task requests have no user: LoginRequiredMiddleware (Django 5.1+) must let them through
+    # to the signature check above (the attribute login_not_required sets).
+    wrapper.login_required = False  # type: ignore[attr-defined]
     return csrf_exempt(wrapper)

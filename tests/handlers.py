@@ -94,8 +94,16 @@ def headers_seen(request: HttpRequest) -> HttpResponse:
     return HttpResponse(json.dumps(seen), content_type="application/json")
 
 
+def plain(request: HttpRequest) -> HttpResponse:
+    """A view as a user writes it: no decorator at all (not even csrf_exempt)."""
+    record(request, time.time())
+    return HttpResponse("plain ok")
+
+
 urlpatterns = [
     path("echo", echo),
+    path("plain", plain),
+    path("slashed/", plain),
     path("fail-first", fail_first),
     path("boom", boom),
     path("sleep", sleep),

@@ -1,6 +1,9 @@
 """The admin dashboard: queue statistics and actions, task details, on every database."""
 
+import datetime
+
 import pytest
+from django.contrib import admin
 from django.urls import reverse
 
 from django_taskqueue import taskqueue
@@ -98,3 +101,35 @@ def test_tasks_cannot_be_added_or_deleted_as_rows(admin_client):
     queue_delete = reverse("admin:django_taskqueue_queuestate_delete", args=["default"])
     assert admin_client.get(queue_delete).status_code == 403
     assert QueueState.objects.filter(name="default").exists()
+
+
+def test_times_read_right(admin_client, frozen_clock):
+    """Times to the second with how far off they are; a finished task shows no ETA."""
+    from django_taskqueue.admin import TaskAdmin, error_summary, when
+
+    done = taskqueue.add(url="/x", name="done")
+    waiting = taskqueue.add(url="/x", name="waiting", countdown=90)
+    # A succeeded task keeps its last lease expiry in `eta`: ten minutes ahead.
+    TaskRecord.objects.filter(name=done.name).update(
+        state=TaskState.SUCCEEDED,
+        eta=frozen_clock.now() + datetime.timedelta(minutes=10),
+        finished_at=frozen_clock.now() - datetime.timedelta(seconds=5),
+    )
+    task_admin = TaskAdmin(TaskRecord, admin.site)
+    done_row = TaskRecord.objects.get(name=done.name)
+    assert task_admin.eta_display(done_row) == "-"
+    assert "(5 s ago)" in task_admin.finished_display(done_row)
+    eta = task_admin.eta_display(TaskRecord.objects.get(name=waiting.name))
+    assert "(in 1 min)" in eta
+    # 2025-01-15 12:01:30 UTC in the suite's time zone (America/New_York), to the second.
+    assert "2025-01-15 07:01:30" in eta
+    assert when(None) == "-"
+    content = admin_client.get(TASKS_URL).content.decode()
+    assert "07:01:30" in content and "(in 1 min)" in content
+    assert "2025-01-15 07:10:00" not in content  # the stale lease of the finished task
+    assert error_summary("Traceback (most recent call last):\n  ...\nValueError: bad") == (
+        "ValueError: bad"
+    )
+    assert error_summary("HTTP 404 Not Found: no view answers /x") == (
+        "HTTP 404 Not Found: no view answers /x"
+    )

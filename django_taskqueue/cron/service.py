@@ -30,7 +30,7 @@ from django.db import DatabaseError, InterfaceError
 from django.db.models import Q
 
 from ..conf import taskqueue_settings
-from ..dispatch.sweeps import Sweep
+from ..dispatch.sweep import Sweep
 from ..exceptions import TaskAlreadyExistsError, TombstonedTaskError
 from ..models import CronJobState
 from ..security import CRON_HEADER

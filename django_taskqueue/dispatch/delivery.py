@@ -8,7 +8,7 @@
 * Otherwise the task runs in-process: a WSGI request of its method, url, headers and body goes
   through Django's full request handler (URL resolver, middleware, view), with no web server.
   The request comes from `REMOTE_ADDR` 0.1.0.2, App Engine's address for task requests, with
-  the Host of `DELIVERY_HOST`.
+  a Host that `ALLOWED_HOSTS` accepts and exempt from CSRF checks (`passage`).
 
 The deadline (`DEFAULT_DEADLINE_SECONDS`) is the HTTP client's timeout for HTTP delivery. A
 thread cannot interrupt a view or a Python call, so an in-process attempt or a direct call that
@@ -43,7 +43,8 @@ from django.urls import set_script_prefix
 from .. import clock, security
 from ..conf import taskqueue_settings
 from ..db.rows import ClaimedTask
-from . import direct
+from . import direct, explain, passage
+from .passage import delivery_host
 
 logger = logging.getLogger("django_taskqueue")
 
@@ -61,6 +62,8 @@ class Outcome:
     may_retry: bool = True
     #: Why the attempt failed, sent as X-AppEngine-TaskRetryReason on the retry.
     reason: str | None = None
+    #: Why, in words, for the log and the task's last error (`explain`); None: `reason` says it.
+    detail: str | None = None
     error: BaseException | None = None
     #: Traceback text, recorded in the task's `errors`; None for failures not worth one.
     traceback: str | None = None
@@ -71,17 +74,6 @@ class Outcome:
     #: False for a failure retried without an error report (SingularTaskFailure).
     reports_error: bool = True
     duration: float = 0.0
-
-
-def delivery_host() -> str:
-    """Return the Host of in-process task requests."""
-    host = taskqueue_settings.DELIVERY_HOST
-    if host:
-        return host
-    for entry in settings.ALLOWED_HOSTS:
-        if entry and entry != "*" and not entry.startswith("."):
-            return entry
-    return "localhost"
 
 
 def eta_header(eta: datetime.datetime) -> str:
@@ -255,6 +247,7 @@ class Deliverer:
     def _deliver_http(self, task: ClaimedTask, base_url: str) -> Outcome:
         base = base_url.rstrip("/")
         headers = task_headers(task, path_prefix=urlsplit(base).path)
+        passage.add_csrf_pair(headers, base)
         try:
             response = self.client.request(
                 task.method, base + task.url, headers=headers, content=task.payload
@@ -264,7 +257,16 @@ class Deliverer:
         except httpx.TransportError as e:
             # Refused, reset, DNS: the handler never ran.
             return Outcome(False, reason=f"connection error: {e}", error=e, reached_handler=False)
-        return _from_status(response.status_code)
+        outcome = _from_status(response.status_code)
+        if not outcome.succeeded:
+            outcome.detail = explain.response(
+                response.status_code,
+                body=response.content[:4096],
+                location=response.headers.get("location"),
+                url=base + task.url,
+                host=None,
+            )
+        return outcome
 
     def _call_direct(self, task: ClaimedTask, handler: direct.DirectHandler) -> Outcome:
         call = direct.DirectCall(
@@ -317,6 +319,7 @@ class Deliverer:
                 set_script_prefix("/")
                 signals.request_started.send(sender=self.__class__, environ=environ)
                 request = WSGIRequest(environ)
+                passage.exempt_from_csrf(request)
                 response = self.handler.get_response(request)
                 if response.streaming:
                     for _ in response:
@@ -327,7 +330,16 @@ class Deliverer:
             _exceptions.active, _exceptions.info = False, None
         if exc_info is not None and exc_info[1] is not None:
             return _failure_from_exception(exc_info[1], status_code=response.status_code)
-        return _from_status(response.status_code)
+        outcome = _from_status(response.status_code)
+        if not outcome.succeeded:
+            outcome.detail = explain.response(
+                response.status_code,
+                body=b"" if response.streaming else response.content[:4096],
+                location=response.get("Location"),
+                url=task.url,
+                host=environ["HTTP_HOST"],
+            )
+        return outcome
 
     def _environ(self, task: ClaimedTask) -> dict[str, Any]:
         path, _, query = task.url.partition("?")
@@ -383,6 +395,7 @@ def _failure_from_exception(error: BaseException, status_code: int | None) -> Ou
         False,
         status_code=status_code,
         reason=f"{type(error).__module__}.{type(error).__qualname__}",
+        detail=explain.exception(error),
         error=error,
         traceback=text,
     )

@@ -28,7 +28,7 @@ from django.db.models import Count, Q
 from .. import clock
 from ..conf import taskqueue_settings
 from ..models import QueueMinuteStats, TaskRecord, TaskState
-from .sweeps import Sweep
+from .sweep import Sweep
 
 logger = logging.getLogger("django_taskqueue")
 

@@ -63,7 +63,7 @@ class OutcomeRecorder:
             entry = outcomes.error_entry(
                 now=now,
                 attempt=task.attempt,
-                reason=result.reason,
+                reason=result.detail or result.reason,
                 status_code=result.status_code,
                 error=result.error,
                 traceback=result.traceback,

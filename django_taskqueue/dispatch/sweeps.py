@@ -28,23 +28,10 @@ from ..db import store
 from ..models import TaskState
 from . import outcome
 from .dbretry import DB_ERRORS
+from .minute_stats import MinuteStatsPruner
+from .sweep import Sweep
 
 logger = logging.getLogger("django_taskqueue")
-
-
-class Sweep:
-    """One maintenance service: `run()` does at most `limit` rows of work per batch."""
-
-    name = "sweep"
-
-    def __init__(self, alias: str, interval_seconds: float, limit: int = 1000) -> None:
-        self.alias = alias
-        self.interval_seconds = interval_seconds
-        self.limit = limit
-
-    def run(self, now: datetime.datetime) -> int:
-        """Do one round of work; return how many rows it changed."""
-        raise NotImplementedError
 
 
 class Rescuer(Sweep):
@@ -146,8 +133,6 @@ class SweepScheduler:
 
 def default_sweeps(alias: str) -> list[Sweep]:
     """Return the sweeps a worker runs, with their intervals from the settings."""
-    from .minute_stats import MinuteStatsPruner  # it builds on Sweep
-
     return [
         Rescuer(alias, taskqueue_settings.RESCUE_INTERVAL_SECONDS),
         Pruner(alias, taskqueue_settings.PRUNE_INTERVAL_SECONDS),

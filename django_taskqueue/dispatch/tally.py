@@ -26,6 +26,7 @@ class Tally:
         self._counts = {"ran": 0, "succeeded": 0, "retried": 0, "failed": 0}
         self._summary_counts = dict(self._counts)
         self._summary_at = clock.monotonic()
+        self._started_at = self._summary_at
 
     @property
     def ran(self) -> int:
@@ -41,7 +42,8 @@ class Tally:
     def seconds_since_summary(self) -> float:
         return clock.monotonic() - self._summary_at
 
-    def log_summary(self, in_flight: int, final: bool = False) -> None:
+    def log_summary(self, in_flight: int) -> None:
+        """Log what the worker did since the previous summary, and its lifetime count."""
         now_mono = clock.monotonic()
         elapsed = max(now_mono - self._summary_at, 1e-9)
         with self._lock:
@@ -50,9 +52,11 @@ class Tally:
         failed = counts["failed"] - self._summary_counts["failed"]
         retried = counts["retried"] - self._summary_counts["retried"]
         logger.info(
-            "event=%s worker=%s ran=%s failed=%s retried=%s rate=%.2f/s in_flight=%s total=%s",
-            "worker_stopped" if final else "summary",
+            # ran/failed/retried count the last `interval`; total_ran, the worker's lifetime.
+            "event=summary worker=%s interval=%.0fs ran=%s failed=%s retried=%s rate=%.2f/s "
+            "in_flight=%s total_ran=%s",
             self.worker_id,
+            elapsed,
             ran,
             failed,
             retried,
@@ -62,3 +66,18 @@ class Tally:
         )
         self._summary_counts = counts
         self._summary_at = now_mono
+
+    def log_stopped(self) -> None:
+        """Log the worker's lifetime totals (the periodic summaries count per interval)."""
+        with self._lock:
+            counts = dict(self._counts)
+        logger.info(
+            "event=worker_stopped worker=%s attempts=%s succeeded=%s retried=%s failed=%s "
+            "uptime=%.1fs",
+            self.worker_id,
+            counts["ran"],
+            counts["succeeded"],
+            counts["retried"],
+            counts["failed"],
+            clock.monotonic() - self._started_at,
+        )

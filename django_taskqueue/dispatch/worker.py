@@ -177,7 +177,7 @@ class Worker:
         finally:
             self._finish()
             self._restore_signals(previous_handlers)
-            self.tally.log_summary(self.executor.in_flight, final=True)
+            self.tally.log_stopped()
         return self.tasks_run
 
     # -- set-up and tear-down -------------------------------------------------------------
@@ -351,7 +351,7 @@ class Worker:
         log = logger.info if result.succeeded else logger.warning
         log(
             "event=attempt queue=%s task=%s attempt=%s status=%s code=%s reason=%s "
-            "duration=%.3f worker=%s",
+            "duration=%.3f worker=%s%s",
             task.queue_name,
             task.name,
             task.attempt,
@@ -360,6 +360,7 @@ class Worker:
             _quote(result.reason),
             result.duration,
             self.worker_id,
+            f" why={_quote(result.detail)}" if result.detail else "",
         )
         self._send(
             signals.task_attempt_finished,

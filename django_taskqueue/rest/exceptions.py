@@ -3,11 +3,13 @@
 Every error the API answers is ``{"code": ..., "detail": ...}`` (validation errors add
 ``fields``, field name to messages). `code` is stable: a taskqueue exception's `code`
 attribute, or DRF's own code (`not_authenticated`, `permission_denied`, `not_found`,
-`throttled`, `parse_error`, `invalid`, ...).
+`throttled`, `parse_error`, `invalid`, ...), `unknown_field` for a body key that is not a
+field, and `server_error` (500) for anything unforeseen, logged with its traceback.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
@@ -17,6 +19,16 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from .. import exceptions as taskqueue_exceptions
+from ..limits import MAX_PULL_TASK_SIZE_BYTES
+
+logger = logging.getLogger("django_taskqueue")
+
+#: What a body over the server's upload limit is told: the limit that matters to a client.
+BODY_TOO_LARGE = (
+    "The request body is larger than this server accepts. A pull task may hold at most "
+    f"{MAX_PULL_TASK_SIZE_BYTES // 2**20} MiB ({MAX_PULL_TASK_SIZE_BYTES} bytes) of payload, "
+    "which base64 makes about a third larger in the request."
+)
 
 
 class InvalidRequest(exceptions.APIException):
@@ -35,6 +47,12 @@ class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "The task is too large."
     default_code = "task_too_large"
+
+
+class ServerError(exceptions.APIException):
+    status_code = status.HTTP_500_INTERNAL_SERVER_ERROR
+    default_detail = "The server failed to answer; the error is in its log."
+    default_code = "server_error"
 
 
 class ServiceUnavailable(exceptions.APIException):
@@ -79,17 +97,28 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, taskqueue_exceptions.Error):
         exc = to_api_exception(exc)
     elif isinstance(exc, RequestDataTooBig):
-        exc = PayloadTooLarge(detail=str(exc))
+        exc = PayloadTooLarge(detail=BODY_TOO_LARGE)
     elif isinstance(exc, Http404):
         exc = exceptions.NotFound()
     response = drf_exception_handler(exc, context)
     if response is None:
-        return None
+        # A bug or a set-up error (e.g. an authentication class whose app is not installed):
+        # logged with its traceback, and still answered as JSON so no client parses HTML.
+        view = context.get("view")
+        logger.error(
+            "event=rest_error view=%s",
+            type(view).__name__ if view is not None else "-",
+            exc_info=(type(exc), exc, exc.__traceback__),
+        )
+        exc = ServerError()
+        response = drf_exception_handler(exc, context)
+        assert response is not None
     assert isinstance(exc, exceptions.APIException)
     if isinstance(exc, exceptions.ValidationError):
         fields = exc.detail if isinstance(exc.detail, dict) else None
+        codes = exc.get_codes()
         response.data = {
-            "code": _first_code(exc.get_codes()) if fields is None else "invalid",
+            "code": _first_code(codes) if fields is None else _fields_code(codes),
             "detail": _summary(exc.detail),
         }
         if fields is not None:
@@ -99,6 +128,24 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         code = getattr(detail, "code", None) or exc.default_code
         response.data = {"code": str(code), "detail": str(detail)}
     return response
+
+
+def _fields_code(codes: Any) -> str:
+    # Field errors answer `invalid`, unless a field was unknown: a stable code of its own.
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str):
+            found.append(value)
+
+    walk(codes)
+    return "unknown_field" if "unknown_field" in found else "invalid"
 
 
 def _summary(detail: Any) -> str:

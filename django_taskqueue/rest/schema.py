@@ -19,6 +19,10 @@ SCHEMA_SETTINGS = {
     "VERSION": __version__,
     "COMPONENT_SPLIT_REQUEST": True,
     "PREPROCESSING_HOOKS": ["django_taskqueue.rest.schema.only_this_api"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "django_taskqueue.rest.schema.closed_request_bodies",
+    ],
 }
 
 
@@ -32,6 +36,20 @@ def only_this_api(endpoints: list[tuple[Any, ...]], **kwargs: Any) -> list[tuple
         if isinstance(getattr(endpoint[3], "cls", None), type)
         and issubclass(endpoint[3].cls, QueueAPIView)
     ]
+
+
+def closed_request_bodies(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """Mark request bodies `additionalProperties: false`: an unknown key is `unknown_field`."""
+    from .serializers import RequestSerializer
+
+    names = {
+        cls.__name__.removesuffix("Serializer") + "Request"
+        for cls in RequestSerializer.__subclasses__()
+    }
+    for name, component in result.get("components", {}).get("schemas", {}).items():
+        if name in names:
+            component["additionalProperties"] = False
+    return result
 
 
 class SchemaView(SpectacularAPIView):

@@ -39,6 +39,31 @@ class Base64Field(serializers.Field):
             self.fail("invalid")
 
 
+class RequestSerializer(serializers.Serializer):
+    """A request body: a key that is not one of its fields is refused (`unknown_field`).
+
+    A misspelt optional field ("tagg") would otherwise be dropped without a word, and the
+    task added without what its sender meant it to have.
+    """
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = sorted(str(key) for key in data if key not in self.fields)
+            if unknown:
+                known = ", ".join(self.fields)
+                raise serializers.ValidationError(
+                    {
+                        key: [
+                            serializers.ErrorDetail(
+                                f"Unknown field; the fields are {known}.", code="unknown_field"
+                            )
+                        ]
+                        for key in unknown
+                    }
+                )
+        return super().to_internal_value(data)
+
+
 class UTCDateTimeField(serializers.DateTimeField):
     """ISO 8601 in UTC ("...Z") out; any offset in, and a time without one is UTC."""
 
@@ -124,7 +149,7 @@ class TaskListQuerySerializer(serializers.Serializer):
     cursor = serializers.CharField(required=False, help_text="From `next` of the previous page.")
 
 
-class InsertSerializer(serializers.Serializer):
+class InsertSerializer(RequestSerializer):
     payload_base64 = Base64Field()
     name = serializers.CharField(
         required=False,
@@ -138,7 +163,7 @@ class InsertSerializer(serializers.Serializer):
     )
 
 
-class LeaseRequestSerializer(serializers.Serializer):
+class LeaseRequestSerializer(RequestSerializer):
     lease_seconds = LeaseSecondsField(help_text="0 to 604800.")
     max_tasks = MaxTasksField(help_text="1 to 1000.")
     group_by_tag = serializers.BooleanField(
@@ -171,7 +196,7 @@ class LeaseResponseSerializer(serializers.Serializer):
     tasks = LeasedTaskSerializer(many=True)
 
 
-class ModifyLeaseSerializer(serializers.Serializer):
+class ModifyLeaseSerializer(RequestSerializer):
     lease_seconds = LeaseSecondsField(help_text="From now, 0 to 604800; 0 releases the task.")
     eta = UTCDateTimeField(help_text="The `eta` of the lease held, as leased.")
 
@@ -181,7 +206,7 @@ class LeaseSerializer(serializers.Serializer):
     eta = UTCDateTimeField(help_text="The new lease expiry.")
 
 
-class DeleteBatchSerializer(serializers.Serializer):
+class DeleteBatchSerializer(RequestSerializer):
     names = serializers.ListField(
         child=serializers.CharField(), min_length=1, max_length=MAX_NAMES_PER_DELETE
     )

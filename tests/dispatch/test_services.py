@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import threading
 import time
 
@@ -200,12 +201,17 @@ class TestSweepScheduler:
 
 
 class TestTally:
-    def test_counts_by_status(self):
+    def test_counts_by_status(self, caplog):
         tally = Tally("w1")
         for status in (AttemptStatus.SUCCEEDED, AttemptStatus.RETRY, AttemptStatus.DROPPED):
             tally.count(status)
         assert tally.ran == 3
-        tally.log_summary(in_flight=0, final=True)
+        with caplog.at_level(logging.INFO, logger="django_taskqueue"):
+            tally.log_summary(in_flight=0)
+            tally.log_stopped()
+        summary, stopped = (r.getMessage() for r in caplog.records)
+        assert "ran=3 failed=0 retried=1" in summary and "total_ran=3" in summary
+        assert "attempts=3 succeeded=1 retried=1 failed=0" in stopped
 
 
 class TestListener:

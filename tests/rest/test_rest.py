@@ -225,6 +225,25 @@ class TestInsert:
             url("queues", ACL_QUEUE, "tasks"), {"payload_base64": b64(payload)}, format="json"
         )
         error(response, 413, "task_too_large")
+        detail = response.json()["detail"]
+        # The limit a client can act on, in words; not the name of a server setting.
+        assert "1 MiB" in detail and "DATA_UPLOAD_MAX_MEMORY_SIZE" not in detail
+
+    def test_unknown_field_is_refused(self, producer):
+        tasks = url("queues", ACL_QUEUE, "tasks")
+        response = producer.post(tasks, {"payload_base64": "eA==", "tagg": "x"}, format="json")
+        error(response, 400, "unknown_field")
+        assert list(response.json()["fields"]) == ["tagg"]
+        assert "tagg" in response.json()["detail"]
+        assert not list(inspect.list_tasks(ACL_QUEUE))
+
+    def test_unknown_field_in_a_lease_is_refused(self, consumer):
+        response = consumer.post(
+            url("queues", ACL_QUEUE, "lease"),
+            {"lease_seconds": 1, "max_tasks": 1, "group_by_tags": True},
+            format="json",
+        )
+        error(response, 400, "unknown_field")
 
     @pytest.mark.parametrize(
         "body, code",
@@ -547,3 +566,31 @@ class TestErrorsAreJson:
     def test_not_acceptable(self, consumer):
         response = consumer.get(url("queues"), HTTP_ACCEPT="text/html")
         error(response, 406, "not_acceptable")
+
+
+class FailingAuthentication:
+    """An authentication class with a set-up error, as TokenAuthentication without its app."""
+
+    def authenticate(self, request):
+        raise AttributeError("type object 'Token' has no attribute 'DoesNotExist'")
+
+    def authenticate_header(self, request):
+        return "Token"
+
+
+def test_an_unforeseen_error_is_still_json(client, settings, caplog):
+    settings.TASKQUEUE = {
+        **settings.TASKQUEUE,
+        "REST_AUTHENTICATION_CLASSES": ["tests.test_rest.FailingAuthentication"],
+    }
+    with caplog.at_level("ERROR", logger="django_taskqueue"):
+        response = client.get(url("queues"), headers={"Authorization": "Token abc"})
+    error(response, 500, "server_error")
+    assert any("event=rest_error" in r.getMessage() for r in caplog.records)
+
+
+def test_the_schema_says_request_bodies_are_closed(client):
+    schemas = client.get(API + "schema/?format=json").json()["components"]["schemas"]
+    for name in ("InsertRequest", "LeaseRequestRequest", "ModifyLeaseRequest"):
+        assert schemas[name]["additionalProperties"] is False
+    assert "additionalProperties" not in schemas["Task"]  # responses may grow

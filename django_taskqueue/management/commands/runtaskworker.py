@@ -2,32 +2,48 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sys
+import threading
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import autoreload
 
+from ...conf import taskqueue_settings
 from ...dispatch.worker import Worker
 from ...exceptions import Error
 
+#: How long a reload waits for in-flight attempts before the process restarts anyway.
+RELOAD_GRACE_SECONDS = 10.0
+
 
 def _positive_int(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
     if value < 1:
-        raise ValueError
+        raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more (got {text!r})")
     return value
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0 (got {text!r})")
     return value
 
 
 class Command(BaseCommand):
-    help = "Dispatch the due tasks of push queues: deliver, rate-limit, retry and sweep."
+    help = (
+        "Dispatch the due tasks of push queues: deliver, rate-limit, retry and sweep. "
+        "SIGTERM or Ctrl-C stops it cleanly (in-flight tasks finish, unstarted ones go back)."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument(
@@ -38,24 +54,50 @@ class Command(BaseCommand):
             help="A push queue to serve (repeatable). Default: every push queue.",
         )
         parser.add_argument(
-            "--concurrency", type=_positive_int, default=1, help="Attempts run at once."
+            "--concurrency",
+            type=_positive_int,
+            default=1,
+            metavar="N",
+            help="Attempts run at once, each in its own thread. Default: 1.",
         )
         parser.add_argument(
             "--prefetch",
             type=_positive_int,
             default=20,
-            help="Tasks claimed per free slot in one claim, run one after another.",
+            metavar="N",
+            help="Tasks claimed per free slot in one claim, run one after another. Default: 20.",
         )
-        parser.add_argument("--burst", action="store_true", help="Run every due task, then exit.")
         parser.add_argument(
-            "--max-tasks", type=_positive_int, default=None, help="Exit after this many tasks."
+            "--burst",
+            action="store_true",
+            help="Run every due task, then exit. Default: off (run until stopped).",
         )
-        parser.add_argument("--worker-id", default=None, help="Name of this worker (≤ 64).")
+        parser.add_argument(
+            "--max-tasks",
+            type=_positive_int,
+            default=None,
+            metavar="N",
+            help="Exit after this many tasks. Default: no limit.",
+        )
+        parser.add_argument(
+            "--worker-id",
+            default=None,
+            metavar="NAME",
+            help="Name of this worker, 1 to 64 characters. Default: host name, process id and a random suffix.",
+        )
         parser.add_argument(
             "--poll-interval",
             type=_positive_float,
             default=None,
-            help="Seconds between looks for due tasks when idle (POLL_INTERVAL_SECONDS).",
+            metavar="SECONDS",
+            help="Seconds between looks for due tasks when idle. Default: "
+            f"TASKQUEUE['POLL_INTERVAL_SECONDS'] ({_setting('POLL_INTERVAL_SECONDS')}).",
+        )
+        parser.add_argument(
+            "--reload",
+            action="store_true",
+            help="Restart when Python code changes, as runserver does (for development). "
+            "Default: off.",
         )
         parser.add_argument(
             "--no-cron",
@@ -71,28 +113,72 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         worker_id = options["worker_id"]
         if worker_id is not None and not 1 <= len(worker_id) <= 64:
-            raise CommandError("--worker-id must be 1 to 64 characters.")
+            raise CommandError(
+                f"--worker-id must be 1 to 64 characters; {worker_id!r} has {len(worker_id)}."
+            )
+        if options["reload"] and options["burst"]:
+            raise CommandError("--reload and --burst cannot be combined: a burst worker exits.")
         if options["list_cron"]:
             from ...cron.listing import write_cron_table
 
             write_cron_table(self.stdout)
             return
         _log_to_console(options["verbosity"])
+        if options["reload"]:
+            self._run_with_reloader(options)
+        else:
+            self._worker(options, install_signal_handlers=True).run()
+
+    def _worker(self, options: dict[str, Any], *, install_signal_handlers: bool) -> Worker:
         try:
-            worker = Worker(
+            return Worker(
                 options["queues"],
                 concurrency=options["concurrency"],
                 prefetch=options["prefetch"],
                 burst=options["burst"],
                 max_tasks=options["max_tasks"],
-                worker_id=worker_id,
+                worker_id=options["worker_id"],
                 poll_interval_seconds=options["poll_interval"],
-                install_signal_handlers=True,
+                install_signal_handlers=install_signal_handlers,
                 cron=not options["no_cron"],
             )
         except Error as e:
             raise CommandError(str(e)) from e
-        worker.run()
+
+    def _run_with_reloader(self, options: dict[str, Any]) -> None:
+        """Run the worker under Django's autoreloader, stopping it cleanly before each restart.
+
+        The reloader runs the worker in a thread and restarts the process (exit code 3) when a
+        watched file changes; an interrupt or SIGTERM ends it the same way. Whichever it is,
+        the worker first stops claiming and lets its in-flight attempts finish (for up to
+        RELOAD_GRACE_SECONDS), so no task waits for its lease to expire after a reload.
+        """
+        holder: dict[str, Worker] = {}
+        done = threading.Event()
+
+        def run() -> None:
+            try:
+                autoreload.raise_last_exception()
+                worker = self._worker(options, install_signal_handlers=False)
+                holder["worker"] = worker
+                worker.run()
+            finally:
+                done.set()
+
+        try:
+            autoreload.run_with_reloader(run)
+        finally:
+            worker = holder.get("worker")
+            if worker is not None and not done.is_set():
+                worker.stop()
+                done.wait(RELOAD_GRACE_SECONDS)
+
+
+def _setting(name: str) -> Any:
+    try:
+        return getattr(taskqueue_settings, name)
+    except Exception:  # a malformed TASKQUEUE: the system checks say so
+        return "?"
 
 
 def _log_to_console(verbosity: int) -> None:
