@@ -28,15 +28,21 @@ from pull_worker import Worker, arguments, checked, serve
 
 
 class LeaderboardConsumer(Worker):
+    waiting = False
+
     def lease(self) -> list[dict[str, Any]]:
         try:
-            return super().lease()
+            tasks = super().lease()
         except httpx.TransportError as e:
             if self.args.exit_when_empty:
                 raise
-            print(f"waiting for {self.args.url}: {e}", flush=True)
+            if not self.waiting:
+                print(f"waiting for {self.args.url}: {e}", flush=True)
+            self.waiting = True
             time.sleep(self.args.idle_seconds)
             return []
+        self.waiting = False
+        return tasks
 
     def run_batch(self, tasks: list[dict[str, Any]]) -> None:
         game = tasks[0]["tag"]

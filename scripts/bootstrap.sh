@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv (Python 3.11+) if missing and install the project with its dev extra into it.
+# EXTRAS names other extras instead (scripts/demo.sh: VENV=.venv-demo EXTRAS=demo).
 # Quick when nothing changed: pip runs only when pyproject.toml (or the interpreter) changed.
 # Used by scripts/test.sh, scripts/demo.sh and .ci/run; `bash scripts/bootstrap.sh` works alone.
 #
@@ -12,6 +13,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 venv=${VENV:-.venv}
 django_requirement=${DJANGO_REQUIREMENT:-}
+extras=${EXTRAS:-dev}
 stamp="$venv/.django-taskqueue-install"
 
 find_python() {
@@ -50,13 +52,14 @@ digest = hashlib.sha256(open("pyproject.toml", "rb").read())
 digest.update(os.getcwd().encode())
 digest.update(sys.version.encode())
 digest.update(os.environ.get("DJANGO_REQUIREMENT", "").encode())
+digest.update(os.environ.get("EXTRAS", "dev").encode())
 print(digest.hexdigest())
 PY
 )
 
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
-    echo "bootstrap: installing -e '.[dev]' into $venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[dev]' \
+    echo "bootstrap: installing -e '.[$extras]' into $venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[$extras]" \
         ${django_requirement:+"$django_requirement"}
     printf '%s\n' "$wanted" >"$stamp"
 fi
