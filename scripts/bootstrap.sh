@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Create .venv (Python 3.11+) if missing and install the project with its dev extra into it.
-# EXTRAS names other extras instead (scripts/demo.sh: VENV=.venv-demo EXTRAS=demo).
+# EXTRAS names other extras instead (scripts/demo.sh: VENV=.venv-demo EXTRAS=demo), and
+# UPGRADE_PIP=0 keeps the pip that venv brings (the demo's quick start; any pip >= 21.3 will do).
 # Quick when nothing changed: pip runs only when pyproject.toml (or the interpreter) changed.
 # Used by scripts/test.sh, scripts/demo.sh and .ci/run; `bash scripts/bootstrap.sh` works alone.
 #
@@ -42,7 +43,9 @@ if [[ ! -e "$venv" ]]; then
     fi
     echo "bootstrap: creating $venv with $python"
     "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    if [[ "${UPGRADE_PIP:-1}" != 0 ]]; then
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    fi
 fi
 
 # What the install depends on: the project metadata, this checkout's path, the interpreter.

@@ -13,7 +13,7 @@ venv=${DEMO_VENV:-.venv-demo}
 if [[ "$venv" == .venv ]]; then
     bash scripts/bootstrap.sh
 else
-    VENV="$venv" EXTRAS=demo bash scripts/bootstrap.sh
+    VENV="$venv" EXTRAS=demo UPGRADE_PIP=0 bash scripts/bootstrap.sh
 fi
 
 python=$venv/bin/python
@@ -22,8 +22,8 @@ export DJANGO_SETTINGS_MODULE=example_project.settings
 # The uploads queue's `parser` target is this server, reached over HTTP.
 export PARSER_URL=${PARSER_URL:-http://$addr}
 
-"$python" manage.py migrate --noinput -v0
-token=$("$python" manage.py setupdemo)
+# Migrates, creates the users and prints the consumer's token: one start of Django, not three.
+token=$("$python" manage.py setupdemo --migrate)
 
 pids=()
 stop_background() {

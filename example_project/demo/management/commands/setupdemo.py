@@ -1,6 +1,7 @@
 """Create the demo's users: admin/admin, and the leaderboard consumer with its API token."""
 
 from django.contrib.auth import get_user_model
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from rest_framework.authtoken.models import Token
 
@@ -14,7 +15,12 @@ class Command(BaseCommand):
         "queue's acl lets lease; print the leaderboard user's API token."
     )
 
+    def add_arguments(self, parser):
+        parser.add_argument("--migrate", action="store_true", help="migrate the database first")
+
     def handle(self, *args, **options):
+        if options["migrate"]:
+            call_command("migrate", interactive=False, verbosity=0)
         users = get_user_model()
         if not users.objects.filter(username="admin").exists():
             users.objects.create_superuser("admin", "admin@example.com", "admin")
