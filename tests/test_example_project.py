@@ -240,6 +240,17 @@ def test_the_consumer_refuses_a_user_the_acl_does_not_name(example):
     assert "HTTP 403 permission_denied" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
 
+    # Nor may that user report totals; the consumer's user may, with a well-formed body only.
+    totals = {"game": "chess", "totals": {"mallory": 10**6}}
+    refused = example.client.post(
+        "/leaderboard/totals/", json=totals, headers={"Authorization": f"Token {other}"}
+    )
+    assert refused.status_code == 403 and refused.json()["code"] == "permission_denied"
+    consumer = {"Authorization": f"Token {example.manage('setupdemo').strip()}"}
+    for bad in [[], {"game": "chess"}, {"game": "chess", "totals": {"ada": "many"}}]:
+        answer = example.client.post("/leaderboard/totals/", json=bad, headers=consumer)
+        assert answer.status_code == 400 and answer.json()["code"] == "invalid", bad
+
 
 def add_call(example: Example, kind: str, text: str, countdown: int = 0) -> str:
     answer = example.client.post(

@@ -20,6 +20,7 @@ from rest_framework.views import APIView
 
 from django_taskqueue import deferred, taskqueue
 from django_taskqueue.exceptions import UnknownTaskError
+from django_taskqueue.rest.permissions import has_right
 from django_taskqueue.security import task_view
 
 from . import jobs, parsing
@@ -176,8 +177,9 @@ def add_scores(events: list[dict]) -> None:
         for e in events
     ]
     queue = taskqueue.Queue(SCORE_QUEUE)
-    for start in range(0, len(tasks), taskqueue.MAX_TASKS_PER_ADD):
-        queue.add(tasks[start : start + taskqueue.MAX_TASKS_PER_ADD])
+    with transaction.atomic():  # all the events or none
+        for start in range(0, len(tasks), taskqueue.MAX_TASKS_PER_ADD):
+            queue.add(tasks[start : start + taskqueue.MAX_TASKS_PER_ADD])
 
 
 def add_random_scores(count: int) -> int:
@@ -206,13 +208,26 @@ class ScoreTotals(APIView):
     permission_classes = [IsAuthenticated]
 
     def post(self, request: Request) -> Response:
-        game = request.data.get("game")
-        totals = request.data.get("totals")
-        events = request.data.get("events") or {}
-        if not isinstance(game, str) or not isinstance(totals, dict):
+        # Whoever may lease the score events may report their totals: the queue's acl decides.
+        if not has_right(request.user, taskqueue.Queue(SCORE_QUEUE).config, "lease"):
+            return Response(
+                {"detail": f"You may not lease from {SCORE_QUEUE!r}", "code": "permission_denied"},
+                status=403,
+            )
+        body = request.data if isinstance(request.data, dict) else {}
+        game, totals, events = body.get("game"), body.get("totals"), body.get("events") or {}
+        if not (
+            isinstance(game, str)
+            and isinstance(totals, dict)
+            and isinstance(events, dict)
+            and 0 < len(game) <= 100
+            and all(0 < len(player) <= 100 for player in totals)
+            and all(isinstance(n, int) for n in [*totals.values(), *events.values()])
+        ):
             return Response(
                 {
-                    "detail": "game (a string) and totals (an object) are required",
+                    "detail": "game (a string) and totals (player to points) are required; "
+                    "events, if given, maps players to counts",
                     "code": "invalid",
                 },
                 status=400,
