@@ -385,5 +385,6 @@ def test_browser_callables_page_shows_results_and_failures(example, browser, tmp
     )
     statuses = browser.locator("#recent .status").all_inner_texts()
     assert statuses.count("READY") >= 1 and "FAILED" in statuses
+    assert "waiting…" in browser.inner_text("#recent")  # the call with a countdown
     assert "ZeroDivisionError: division by zero" in browser.inner_text("#recent")
     screenshot(browser, "example-callables.png", tmp_path)
