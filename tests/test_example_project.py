@@ -171,6 +171,16 @@ def test_an_upload_that_cannot_be_parsed_fails_with_the_reason(example):
     }
 
 
+def test_the_overview_links_each_scenario_and_shows_the_queues(example):
+    page = example.client.get("/")
+    assert page.status_code == 200
+    for link in ("/uploads/", "/leaderboard/", "/callables/", "/admin/"):
+        assert f'href="{link}"' in page.text
+    for queue in ("uploads", "scores", "callables"):
+        assert f"<td>{queue}</td>" in page.text
+    assert example.client.get("/taskqueue/api/schema/").status_code == 200
+
+
 def test_the_parse_handler_refuses_requests_from_outside_the_queue(example):
     forged = example.client.post(
         "/tasks/parse-upload/", data={"upload": "1"}, headers={"X-AppEngine-QueueName": "uploads"}
