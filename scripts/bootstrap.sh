@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Create .venv (Python 3.11+) if missing and install the project with its dev extra into it.
 # EXTRAS names other extras instead (scripts/demo.sh: VENV=.venv-demo EXTRAS=demo), and
-# UPGRADE_PIP=0 keeps the pip that venv brings (the demo's quick start; any pip >= 21.3 will do).
+# LEAN=1 makes a quick environment for running, not developing: no pip of its own (the
+# interpreter's pip, 22.3 or newer, installs into it; else venv's pip, not upgraded) and no .pyc
+# compiled ahead (Python compiles what it imports). Creating pip in a venv and compiling every
+# file of Django take longer than installing the packages.
 # Quick when nothing changed: pip runs only when pyproject.toml (or the interpreter) changed.
 # Used by scripts/test.sh, scripts/demo.sh and .ci/run; `bash scripts/bootstrap.sh` works alone.
 #
@@ -42,9 +45,13 @@ if [[ ! -e "$venv" ]]; then
         exit 1
     fi
     echo "bootstrap: creating $venv with $python"
-    "$python" -m venv "$venv"
-    if [[ "${UPGRADE_PIP:-1}" != 0 ]]; then
-        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    if [[ "${LEAN:-0}" == 1 ]] && "$python" -m pip --python "$python" --version >/dev/null 2>&1; then
+        "$python" -m venv --without-pip "$venv"
+    else
+        "$python" -m venv "$venv"
+        if [[ "${LEAN:-0}" != 1 ]]; then
+            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+        fi
     fi
 fi
 
@@ -61,8 +68,22 @@ PY
 )
 
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
+    pip=("$venv/bin/python" -m pip)
+    if [[ ! -e "$venv/bin/pip" ]]; then  # a lean environment: the interpreter's pip serves it
+        if ! python=$(find_python) || ! "$python" -m pip --python "$venv/bin/python" --version \
+            >/dev/null 2>&1; then
+            echo "bootstrap: $venv has no pip and no pip 22.3+ can install into it; remove $venv" >&2
+            exit 1
+        fi
+        pip=("$python" -m pip --python "$venv/bin/python")
+    fi
+    if [[ "${LEAN:-0}" == 1 ]]; then
+        pip+=(install --no-compile)
+    else
+        pip+=(install)
+    fi
     echo "bootstrap: installing -e '.[$extras]' into $venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e ".[$extras]" \
+    "${pip[@]}" --quiet --disable-pip-version-check -e ".[$extras]" \
         ${django_requirement:+"$django_requirement"}
     printf '%s\n' "$wanted" >"$stamp"
 fi

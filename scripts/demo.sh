@@ -13,7 +13,7 @@ venv=${DEMO_VENV:-.venv-demo}
 if [[ "$venv" == .venv ]]; then
     bash scripts/bootstrap.sh
 else
-    VENV="$venv" EXTRAS=demo UPGRADE_PIP=0 bash scripts/bootstrap.sh
+    VENV="$venv" EXTRAS=demo LEAN=1 bash scripts/bootstrap.sh
 fi
 
 python=$venv/bin/python
