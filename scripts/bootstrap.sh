@@ -45,7 +45,9 @@ if [[ ! -e "$venv" ]]; then
         exit 1
     fi
     echo "bootstrap: creating $venv with $python"
-    if [[ "${LEAN:-0}" == 1 ]] && "$python" -m pip --python "$python" --version >/dev/null 2>&1; then
+    # pip's --python wants a path, not a command name.
+    if [[ "${LEAN:-0}" == 1 ]] &&
+        "$python" -m pip --python "$(command -v "$python")" --version >/dev/null 2>&1; then
         "$python" -m venv --without-pip "$venv"
     else
         "$python" -m venv "$venv"
