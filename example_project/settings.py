@@ -4,6 +4,8 @@ DATABASE_URL  sqlite:///path (default: example_project/db.sqlite3), postgres://.
 SECRET_KEY    required when DEBUG is off
 DEBUG         on by default: this is a demonstration project
 ALLOWED_HOSTS comma-separated, default 127.0.0.1,localhost
+PARSER_URL    base URL of the deployment that parses uploads (the `parser` target), default
+              http://127.0.0.1:8000: this project's own runserver
 """
 
 from pathlib import Path
@@ -101,13 +103,16 @@ TASKQUEUE = {
     "QUEUE_YAML": BASE_DIR / "example_project" / "queue.yaml",
     # Scheduled jobs (App Engine's cron.yaml), run by the same workers.
     "CRON_YAML": BASE_DIR / "example_project" / "cron.yaml",
+    # The uploads queue's target: its tasks are sent over HTTP to this deployment, as App Engine
+    # sends a task to another service of the app. Every other task runs in the worker's process.
+    "TARGETS": {"parser": env.str("PARSER_URL", default="http://127.0.0.1:8000")},
 }
 
 # Django's Tasks framework, backed by the queues above (`@task` functions in demo/jobs.py).
 TASKS = {
     "default": {
         "BACKEND": "django_taskqueue.backends.TaskQueueBackend",
-        "QUEUES": ["default", "greetings"],
+        "QUEUES": ["default", "callables"],
     }
 }
 try:

@@ -10,7 +10,8 @@ It needs only httpx (``pip install httpx``) and a token of a user whose e-mail i
 The loop, as App Engine's pull-queue samples wrote it: lease a batch of tasks sharing one tag,
 process each (here: print its payload), extend the lease of the rest of the batch when it runs
 low, delete the processed tasks in one request, and back off when the queue is empty or the
-server throttles lease requests (429 with Retry-After).
+server throttles lease requests (429 with Retry-After). Any other error of the API stops it
+with the API's own words (its JSON ``code`` and ``detail``) and exit status 1.
 """
 
 from __future__ import annotations
@@ -23,6 +24,35 @@ import time
 from typing import Any
 
 import httpx
+
+
+class ApiError(Exception):
+    """The API answered an error; its JSON says which (`code`) and why (`detail`)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.status = response.status_code
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and "detail" in body:
+            self.code = str(body.get("code", ""))
+            self.detail = str(body["detail"])
+        else:  # not the API's JSON: a proxy's page, or a URL that is not the API
+            self.code = ""
+            self.detail = response.text[:200].strip() or response.reason_phrase
+        super().__init__(
+            f"{response.request.method} {response.request.url}: HTTP {self.status}"
+            + (f" {self.code}" if self.code else "")
+            + f": {self.detail}"
+        )
+
+
+def checked(response: httpx.Response) -> httpx.Response:
+    """Return `response`, or raise ApiError when it is an error."""
+    if response.is_error:
+        raise ApiError(response)
+    return response
 
 
 class Worker:
@@ -48,9 +78,7 @@ class Worker:
         }
         if self.args.tag is not None:
             body["tag"] = self.args.tag
-        response = self.post("lease/", body)
-        response.raise_for_status()
-        return response.json()["tasks"]
+        return checked(self.post("lease/", body)).json()["tasks"]
 
     def extend(self, task: dict[str, Any]) -> bool:
         """Extend the lease held on `task` (its `eta`); False when the lease was lost."""
@@ -60,8 +88,7 @@ class Worker:
         )
         if response.status_code == 409:  # task_lease_expired: another worker has it now
             return False
-        response.raise_for_status()
-        task["eta"] = response.json()["eta"]
+        task["eta"] = checked(response).json()["eta"]
         print(f"extended {task['name']} until {task['eta']}", flush=True)
         return True
 
@@ -72,8 +99,7 @@ class Worker:
     def delete(self, names: list[str]) -> None:
         if not names:
             return
-        response = self.post("delete/", {"names": names})
-        response.raise_for_status()
+        response = checked(self.post("delete/", {"names": names}))
         print(f"deleted {len(response.json()['deleted'])}", flush=True)
 
     def run_batch(self, tasks: list[dict[str, Any]]) -> None:
@@ -102,11 +128,14 @@ def expiry(task: dict[str, Any]) -> datetime.datetime:
     return datetime.datetime.fromisoformat(task["eta"].replace("Z", "+00:00"))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def arguments(
+    description: str = __doc__.split("\n")[0], queue: str | None = None
+) -> argparse.ArgumentParser:
+    """The command line; examples/leaderboard_consumer.py extends it (and names its queue)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--url", required=True, help="the API's base URL, ending in /")
     parser.add_argument("--token", required=True, help="a DRF token")
-    parser.add_argument("--queue", required=True)
+    parser.add_argument("--queue", required=queue is None, default=queue)
     parser.add_argument("--tag", help="lease only this tag (default: the oldest task's tag)")
     parser.add_argument("--lease-seconds", type=float, default=60)
     parser.add_argument("--max-tasks", type=int, default=100)
@@ -119,12 +148,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--idle-seconds", type=float, default=1, help="back-off when empty")
     parser.add_argument("--exit-when-empty", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def serve(worker_class: type[Worker], args: argparse.Namespace) -> int:
+    """Run a worker until the queue is empty (--exit-when-empty) or an error stops it."""
     headers = {"Authorization": f"Token {args.token}"}
     with httpx.Client(base_url=args.url, headers=headers, timeout=30) as client:
-        processed = Worker(client, args.queue, args).run()
+        try:
+            processed = worker_class(client, args.queue, args).run()
+        except ApiError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            return 1
+        except httpx.TransportError as e:
+            print(f"error: cannot reach {args.url}: {e}", file=sys.stderr, flush=True)
+            return 1
     print(f"done: {processed} tasks", flush=True)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return serve(Worker, arguments().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,10 @@
 #!/usr/bin/env bash
 # Create .venv (Python 3.11+) if missing and install the project with its dev extra into it.
+# EXTRAS names other extras instead (scripts/demo.sh: VENV=.venv-demo EXTRAS=demo), and
+# LEAN=1 makes a quick environment for running, not developing: no pip of its own (the
+# interpreter's pip, 22.3 or newer, installs into it; else venv's pip, not upgraded) and no .pyc
+# compiled ahead (Python compiles what it imports). Creating pip in a venv and compiling every
+# file of Django take longer than installing the packages.
 # Quick when nothing changed: pip runs only when pyproject.toml (or the interpreter) changed.
 # Used by scripts/test.sh, scripts/demo.sh and .ci/run; `bash scripts/bootstrap.sh` works alone.
 #
@@ -12,6 +17,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 venv=${VENV:-.venv}
 django_requirement=${DJANGO_REQUIREMENT:-}
+extras=${EXTRAS:-dev}
 stamp="$venv/.django-taskqueue-install"
 
 find_python() {
@@ -39,8 +45,16 @@ if [[ ! -e "$venv" ]]; then
         exit 1
     fi
     echo "bootstrap: creating $venv with $python"
-    "$python" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+    # pip's --python wants a path, not a command name.
+    if [[ "${LEAN:-0}" == 1 ]] &&
+        "$python" -m pip --python "$(command -v "$python")" --version >/dev/null 2>&1; then
+        "$python" -m venv --without-pip "$venv"
+    else
+        "$python" -m venv "$venv"
+        if [[ "${LEAN:-0}" != 1 ]]; then
+            "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
+        fi
+    fi
 fi
 
 # What the install depends on: the project metadata, this checkout's path, the interpreter.
@@ -50,13 +64,28 @@ digest = hashlib.sha256(open("pyproject.toml", "rb").read())
 digest.update(os.getcwd().encode())
 digest.update(sys.version.encode())
 digest.update(os.environ.get("DJANGO_REQUIREMENT", "").encode())
+digest.update(os.environ.get("EXTRAS", "dev").encode())
 print(digest.hexdigest())
 PY
 )
 
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
-    echo "bootstrap: installing -e '.[dev]' into $venv"
-    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -e '.[dev]' \
+    pip=("$venv/bin/python" -m pip)
+    if [[ ! -e "$venv/bin/pip" ]]; then  # a lean environment: the interpreter's pip serves it
+        if ! python=$(find_python) || ! "$python" -m pip --python "$venv/bin/python" --version \
+            >/dev/null 2>&1; then
+            echo "bootstrap: $venv has no pip and no pip 22.3+ can install into it; remove $venv" >&2
+            exit 1
+        fi
+        pip=("$python" -m pip --python "$venv/bin/python")
+    fi
+    if [[ "${LEAN:-0}" == 1 ]]; then
+        pip+=(install --no-compile)
+    else
+        pip+=(install)
+    fi
+    echo "bootstrap: installing -e '.[$extras]' into $venv"
+    "${pip[@]}" --quiet --disable-pip-version-check -e ".[$extras]" \
         ${django_requirement:+"$django_requirement"}
     printf '%s\n' "$wanted" >"$stamp"
 fi

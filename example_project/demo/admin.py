@@ -1,11 +1,18 @@
-"""The demo's model in the admin, beside the task queue's own pages."""
+"""The scenarios' models in the admin, beside the task queue's own pages."""
 
 from django.contrib import admin
 
-from .models import Greeting
+from .models import PlayerScore, Upload
 
 
-@admin.register(Greeting)
-class GreetingAdmin(admin.ModelAdmin):
-    list_display = ["name", "queue_name", "task_name", "retry_count", "created_at"]
-    readonly_fields = list_display
+@admin.register(Upload)
+class UploadAdmin(admin.ModelAdmin):
+    list_display = ["filename", "status", "task_name", "created_at", "parsed_at"]
+    readonly_fields = [*list_display, "result", "error"]
+    exclude = ["data"]
+
+
+@admin.register(PlayerScore)
+class PlayerScoreAdmin(admin.ModelAdmin):
+    list_display = ["game", "player", "points", "events", "updated_at"]
+    list_filter = ["game"]

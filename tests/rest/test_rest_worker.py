@@ -123,3 +123,42 @@ def test_worker_drains_a_tagged_queue(live_server_url):
     assert lines[-1] == "done: 25 tasks"
     assert inspect.list_tasks(ACL_QUEUE, tag="reports") == []
     assert [t.name for t in inspect.list_tasks(ACL_QUEUE)] == ["other-0", "other-1", "other-2"]
+
+
+def run_worker(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("DJANGO")}
+    return subprocess.run(
+        [sys.executable, str(WORKER), *args, "--exit-when-empty"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_worker_stops_on_an_api_error_with_its_code_and_detail(live_server_url):
+    stranger = Token.objects.create(user=make_user("stranger", "stranger@example.com"))
+    add_pull(ACL_QUEUE, name="kept", tag="reports")
+
+    refused = run_worker("--url", live_server_url, "--token", stranger.key, "--queue", ACL_QUEUE)
+    assert refused.returncode == 1
+    assert "Traceback" not in refused.stderr
+    assert refused.stderr.startswith(
+        f"error: POST {live_server_url}queues/{ACL_QUEUE}/lease/: HTTP 403 permission_denied: "
+    ), refused.stderr
+
+    unknown = run_worker("--url", live_server_url, "--token", "not-a-token", "--queue", ACL_QUEUE)
+    assert unknown.returncode == 1
+    assert "HTTP 401 authentication_failed: Invalid token." in unknown.stderr, unknown.stderr
+    assert [t.name for t in inspect.list_tasks(ACL_QUEUE)] == ["kept"]
+
+
+def test_worker_stops_when_the_server_cannot_be_reached():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/taskqueue/api/"
+        result = run_worker("--url", url, "--token", "t", "--queue", ACL_QUEUE)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"error: cannot reach {url}: "), result.stderr
+    assert "Traceback" not in result.stderr
