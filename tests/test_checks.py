@@ -30,6 +30,7 @@ GOOD = {
     "REST_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
     "REST_LEASE_RATE": "600/m",
     "DELIVERY_HOST": "tasks.example.com",
+    "DEFAULT_VERSION_HOSTNAME": "my-app.example.com",
     "SIGNATURE_MAX_AGE_SECONDS": 60,
     "SUMMARY_INTERVAL_SECONDS": 300,
     "RESCUE_INTERVAL_SECONDS": 5,
@@ -142,7 +143,6 @@ def test_e004_not_on_a_good_yaml() -> None:
     [
         ["mail"],
         {"mail": {"rate": "fast"}},
-        {"default": {"mode": "pull"}},
         {"work": {"mode": "pull", "rate": "1/s"}},
     ],
 )
@@ -271,3 +271,8 @@ def test_signing_key_is_derived_from_secret_key_unless_set() -> None:
     with override_settings(TASKQUEUE={"SIGNING_KEY": "explicit"}, SECRET_KEY_FALLBACKS=["old"]):
         assert taskqueue_settings.signing_key() == "explicit"
         assert taskqueue_settings.signing_fallback_keys() == []
+
+
+@pytest.mark.parametrize("hostname", ["", "https://my-app.example.com", "my-app.example.com/x", 5])
+def test_e030_default_version_hostname(hostname: Any) -> None:
+    assert ids(run_checks(DEFAULT_VERSION_HOSTNAME=hostname)) == ["django_taskqueue.E030"]

@@ -32,6 +32,7 @@ INSERT_COLUMNS = (
     "retry_options",
     "enqueued_at",
     "errors",
+    "dispatch_deadline_usec",
 )
 
 #: Columns a lease reads to build the returned `Task` objects.
@@ -71,6 +72,7 @@ class TaskRow:
     retry_count: int = 0
     execution_count: int = 0
     errors: list[Any] = field(default_factory=list)
+    dispatch_deadline_usec: int | None = None
 
     def values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, column) for column in INSERT_COLUMNS)

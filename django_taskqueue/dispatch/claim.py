@@ -52,6 +52,7 @@ CLAIM_COLUMNS = (
     "errors",
     "enqueued_at",
     "priority",
+    "dispatch_deadline_usec",
 )
 
 
@@ -81,6 +82,14 @@ class ClaimedTask:
     lease_until: datetime.datetime | None = None
     enqueued_at: datetime.datetime | None = None
     priority: int = 0
+    #: The task's own attempt deadline (`Task.dispatch_deadline_usec`), or None.
+    dispatch_deadline_usec: int | None = None
+
+    def deadline_seconds(self, default: float) -> float:
+        """Return the deadline of this attempt: the task's own, else `default`."""
+        if self.dispatch_deadline_usec is None:
+            return default
+        return self.dispatch_deadline_usec / 1_000_000
 
     @property
     def attempt(self) -> int:
@@ -280,6 +289,7 @@ def _claimed(
         lease_until=lease_until,
         enqueued_at=row["enqueued_at"],
         priority=row["priority"],
+        dispatch_deadline_usec=row.get("dispatch_deadline_usec"),
     )
 
 

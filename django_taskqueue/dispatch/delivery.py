@@ -244,7 +244,15 @@ class Deliverer:
         except Exception as e:  # a bug of ours, not the task's: still a failed attempt
             outcome = _failure_from_exception(e, status_code=None)
         outcome.duration = clock.monotonic() - started
-        if outcome.succeeded and not base_url and outcome.duration > self.deadline_seconds:
+        deadline = task.deadline_seconds(self.deadline_seconds)
+        if outcome.succeeded and not base_url and outcome.duration > deadline:
+            logger.warning(
+                "event=deadline_overrun queue=%s task=%s deadline=%.3f duration=%.3f",
+                task.queue_name,
+                task.name,
+                deadline,
+                outcome.duration,
+            )
             outcome.succeeded = False
             outcome.reason = "deadline exceeded"
         return outcome
@@ -254,7 +262,11 @@ class Deliverer:
         headers = task_headers(task, path_prefix=urlsplit(base).path)
         try:
             response = self.client.request(
-                task.method, base + task.url, headers=headers, content=task.payload
+                task.method,
+                base + task.url,
+                headers=headers,
+                content=task.payload,
+                timeout=task.deadline_seconds(self.deadline_seconds),
             )
         except httpx.TimeoutException as e:
             return Outcome(False, reason="deadline exceeded", error=e)

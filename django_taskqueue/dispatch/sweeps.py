@@ -151,7 +151,11 @@ class Pruner(Sweep):
                 if len(ids) < self.limit:
                     break
         if pruned:
-            logger.info("event=pruned tasks=%s", pruned)
+            from ..deferred import prune_payloads
+
+            # Large deferred calls live beside their tasks: they go with them.
+            payloads = prune_payloads()
+            logger.info("event=pruned tasks=%s deferred_payloads=%s", pruned, payloads)
         return pruned
 
 

@@ -17,6 +17,7 @@ errors are logged and retried with a growing pause; they never end the worker.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import queue as queue_module
@@ -378,9 +379,15 @@ class Worker:
             connections.close_all()
 
     def _run_attempt(self, task: claims.ClaimedTask, config: QueueConfig) -> None:
-        if self._stop_requested or self._lease_too_short(task):
+        if self._stop_requested or (
+            task.dispatch_deadline_usec is None and self._lease_too_short(task)
+        ):
             self._with_db_retries(lambda: self._release(task))
             return
+        if task.dispatch_deadline_usec is not None and self._lease_too_short(task):
+            # The task's own deadline outlasts the claim's lease: lengthen this task's lease
+            # so that the rescuer leaves it alone for the whole attempt.
+            self._with_db_retries(lambda: self._lengthen_lease(task))
         if self._pending and clock.monotonic() - self._pending_since > _MAX_PENDING_SECONDS:
             # Slow attempts behind fast ones: write the waiting successes first, long before
             # their claim's lease could run out.
@@ -479,7 +486,17 @@ class Worker:
         if task.lease_until is None:
             return False
         remaining = (task.lease_until - clock.now()).total_seconds()
-        return remaining < self.deadline_seconds
+        return remaining < task.deadline_seconds(self.deadline_seconds)
+
+    def _lengthen_lease(self, task: claims.ClaimedTask) -> None:
+        """Extend a running task's lease to cover its own deadline plus the margin."""
+        margin = self.lease_seconds - self.deadline_seconds
+        lease_until = clock.now() + datetime.timedelta(
+            seconds=task.deadline_seconds(self.deadline_seconds) + margin
+        )
+        rows = outcomes.running_row(task.id, self.worker_id, task.leased_at, self.alias)
+        rows.update(eta=lease_until)
+        task.lease_until = lease_until
 
     def _release(self, task: claims.ClaimedTask) -> None:
         """Give a claimed task that never started back to its queue, as it was."""
