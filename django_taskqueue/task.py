@@ -8,7 +8,7 @@ import math
 import secrets
 import urllib.parse
 from collections import UserDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
@@ -242,7 +242,13 @@ def _check_eta(eta: datetime.datetime, now: datetime.datetime) -> None:
         raise InvalidEtaError("ETA too far in the future: at most 30 days ahead")
 
 
+#: Set by `testing.TaskQueueStub` while it is active: the names of unnamed tasks (task1, ...).
+_test_name_source: Callable[[], str] | None = None
+
+
 def _new_task_name() -> str:
+    if _test_name_source is not None:
+        return _test_name_source()
     # Random and non-sequential: sequential names crowd one end of the name index.
     return secrets.token_hex(16)
 

@@ -58,6 +58,7 @@ from .exceptions import (
 from .limits import (
     DEFAULT_QUEUE,
     DEFAULT_QUEUE_PATH,
+    MAX_DISPATCH_DEADLINE,
     MAX_LEASE_SECONDS,
     MAX_PULL_TASK_SIZE_BYTES,
     MAX_PUSH_TASK_SIZE_BYTES,
@@ -69,6 +70,7 @@ from .limits import (
     MAX_TASKS_PER_LEASE,
     MAX_TRANSACTIONAL_REQUEST_SIZE_BYTES,
     MAX_URL_LENGTH,
+    MIN_DISPATCH_DEADLINE,
     QUEUE_NAME_RE,
 )
 from .models import FINISHED_STATES, QueueState
@@ -105,6 +107,8 @@ __all__ = [
     "MAX_URL_LENGTH",
     "MAX_TAG_LENGTH",
     "MAX_LEASE_SECONDS",
+    "MIN_DISPATCH_DEADLINE",
+    "MAX_DISPATCH_DEADLINE",
     "Error",
     "UnknownQueueError",
     "TransientError",

@@ -164,7 +164,9 @@ class TestLeaseLimit:
         queue = Queue("pull-limited")
         options = taskqueue.TaskRetryOptions(task_retry_limit=0)
         queue.add(pull(name="given-0", retry_options=options))
-        queue.add(pull(name="given-9", retry_options=taskqueue.TaskRetryOptions(task_retry_limit=9)))
+        queue.add(
+            pull(name="given-9", retry_options=taskqueue.TaskRetryOptions(task_retry_limit=9))
+        )
         for _ in range(2):
             assert sorted(t.name for t in queue.lease_tasks(0, 10)) == ["given-0", "given-9"]
         assert queue.lease_tasks(0, 10) == []

@@ -87,6 +87,21 @@ def eta_header(eta: datetime.datetime) -> str:
     return f"{eta.timestamp():.6f}"
 
 
+_QUEUE_SET_HEADERS = frozenset(
+    name.lower()
+    for name in (
+        "X-AppEngine-QueueName",
+        "X-AppEngine-TaskName",
+        "X-AppEngine-TaskRetryCount",
+        "X-AppEngine-TaskExecutionCount",
+        "X-AppEngine-TaskETA",
+        "X-AppEngine-TaskPreviousResponse",
+        "X-AppEngine-TaskRetryReason",
+        security.SIGNATURE_HEADER,
+    )
+)
+
+
 def task_headers(task: ClaimedTask, path_prefix: str = "") -> dict[str, str]:
     """Return the headers of an attempt: the task's own, App Engine's and the signature.
 
@@ -95,7 +110,9 @@ def task_headers(task: ClaimedTask, path_prefix: str = "") -> dict[str, str]:
     """
     headers: dict[str, str] = {}
     for key, value in task.headers:
-        headers[key] = value
+        # The caller's X-AppEngine-* directives pass; the headers the queue sets do not.
+        if key.lower() not in _QUEUE_SET_HEADERS:
+            headers[key] = value
     if task.payload is not None and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = "application/octet-stream"
     headers["X-AppEngine-QueueName"] = task.queue_name
