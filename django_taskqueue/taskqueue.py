@@ -335,7 +335,9 @@ class Queue:
                     # App Engine's client sends a task's own retry options for push tasks only;
                     # a pull task follows its queue's.
                     retry_options=(
-                        task.retry_options.to_dict() if task.retry_options and not is_pull else None
+                        (task.retry_options.to_dict() or None)
+                        if task.retry_options and not is_pull
+                        else None
                     ),
                     priority=task._priority,
                     dispatch_deadline_usec=None if is_pull else task.dispatch_deadline_usec,

@@ -389,3 +389,9 @@ def test_the_stub_flushes_deletes_and_runs(recorded):
         queues = {q["name"]: q for q in stub.GetQueues()}
         assert queues["default"]["tasks_in_queue"] == 1
         assert queues["pull-queue"]["mode"] == "pull"
+
+
+def test_empty_retry_options_are_not_stored():
+    # App Engine's client sends no retry parameters for a TaskRetryOptions with nothing set.
+    task = taskqueue.add(url="/echo", retry_options=taskqueue.TaskRetryOptions())
+    assert TaskRecord.objects.get(name=task.name).retry_options is None
