@@ -273,26 +273,7 @@ class Queue:
                         f"The task name {task.name!r} is used more than once in the request"
                     )
                 names.add(task.name)
-        pull = {task.method == "PULL" for task in tasks}
-        if len(pull) > 1:
-            raise InvalidTaskError("Can not add both push and pull tasks in one request")
-        is_pull = pull.pop()
-        config = self.config
-        if is_pull != config.is_pull:
-            raise InvalidQueueModeError(
-                f"Cannot add a {'pull' if is_pull else 'push'} task to the "
-                f"{config.mode} queue {self._name!r}"
-            )
-        now = clock.now()
-        targets = taskqueue_settings.TARGETS
-        for task in tasks:
-            if is_pull and task.payload is None:
-                raise BadTaskStateError("A pull task must have a payload")
-            _check_eta(task.eta, now)
-            target = task.target
-            if isinstance(target, str) and target not in targets:
-                _note_in_process_target(target)
-
+        # Checked before the queue, as App Engine's client checks it while building the request.
         alias = self._alias()
         connection = connections[alias]
         carrier = None
@@ -313,6 +294,26 @@ class Queue:
                 raise InvalidTaskNameError(
                     "A task bound to a transaction on another database cannot be named"
                 )
+
+        pull = {task.method == "PULL" for task in tasks}
+        if len(pull) > 1:
+            raise InvalidTaskError("Can not add both push and pull tasks in one request")
+        is_pull = pull.pop()
+        config = self.config
+        if is_pull != config.is_pull:
+            raise InvalidQueueModeError(
+                f"Cannot add a {'pull' if is_pull else 'push'} task to the "
+                f"{config.mode} queue {self._name!r}"
+            )
+        now = clock.now()
+        targets = taskqueue_settings.TARGETS
+        for task in tasks:
+            if is_pull and task.payload is None:
+                raise BadTaskStateError("A pull task must have a payload")
+            _check_eta(task.eta, now)
+            target = task.target
+            if isinstance(target, str) and target not in targets:
+                _note_in_process_target(target)
 
         rows = []
         for task in tasks:

@@ -395,3 +395,9 @@ def test_empty_retry_options_are_not_stored():
     # App Engine's client sends no retry parameters for a TaskRetryOptions with nothing set.
     task = taskqueue.add(url="/echo", retry_options=taskqueue.TaskRetryOptions())
     assert TaskRecord.objects.get(name=task.name).retry_options is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_transactional_outside_a_transaction_is_checked_before_the_queue_mode():
+    with pytest.raises(taskqueue.BadTransactionStateError):
+        taskqueue.add(method="PULL", payload="payload", transactional=True)
