@@ -401,3 +401,34 @@ def test_empty_retry_options_are_not_stored():
 def test_transactional_outside_a_transaction_is_checked_before_the_queue_mode():
     with pytest.raises(taskqueue.BadTransactionStateError):
         taskqueue.add(method="PULL", payload="payload", transactional=True)
+
+
+def test_an_http_attempt_times_out_at_the_tasks_own_deadline(settings):
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self):
+            time.sleep(3)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        settings.TASKQUEUE = {**settings.TASKQUEUE, "TARGETS": {"slow": base}}
+        deliverer = Deliverer(deadline_seconds=600)
+        # Below App Engine's 15 s minimum, built directly: the deliverer is what is tested.
+        outcome = deliverer.deliver(_claimed("/slow", 300_000), "slow")
+        deliverer.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not outcome.succeeded and outcome.reason == "deadline exceeded"
+    assert outcome.duration < 2.5
