@@ -34,8 +34,12 @@ _SALT = "django_taskqueue.callables"
 KINDS = (b"json", b"pickle", b"task")
 
 
-class InvalidCallableError(InvalidTaskError, ValueError):
-    """The callable or its arguments cannot be run by a worker."""
+class InvalidCallableError(InvalidTaskError, ValueError, AttributeError):
+    """The callable or its arguments cannot be run by a worker.
+
+    Also an AttributeError: what App Engine's `defer` raises (from pickle) on Python 3 for a
+    lambda or a nested function, so code and tests that catch it keep working.
+    """
 
 
 class PayloadError(Exception):

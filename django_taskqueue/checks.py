@@ -10,8 +10,8 @@ Registered on import (`AppConfig.ready` imports this module). Ids are stable:
 * `django_taskqueue.E005` -- `QUEUES` is not a dict, or one of its queues is malformed.
 * `django_taskqueue.E006` -- `DATABASE` is not an alias of `settings.DATABASES`.
 * `django_taskqueue.E007` -- `TARGETS` is not a dict of names to http(s) base URLs.
-* `django_taskqueue.W008` -- a queue's `target` is not a key of `TARGETS` (its tasks cannot be
-  delivered over HTTP).
+* `django_taskqueue.W008` -- a queue's `target` is not a key of `TARGETS` (its tasks run
+  in-process, as tasks whose own target is not a key of `TARGETS` do).
 * `django_taskqueue.E009` -- `TOMBSTONE_SECONDS`, `FINISHED_RETENTION_SECONDS` or
   `FAILED_RETENTION_SECONDS` is not a non-negative number.
 * `django_taskqueue.E010` -- `SIGNING_KEY` is neither None nor a non-empty string.
@@ -30,8 +30,6 @@ Registered on import (`AppConfig.ready` imports this module). Ids are stable:
   a positive number of seconds (the retention at least a day, which the dashboard draws).
 * `django_taskqueue.E071` -- `METRICS_TOKEN` is neither None nor a string of 16 characters or
   more.
-
-
 * `django_taskqueue.E060` -- `CRON_YAML` is not a path, or the file is missing or unreadable.
 * `django_taskqueue.E061` -- a cron job's schedule does not parse (the job and the position of
   the mistake are named).
@@ -51,6 +49,8 @@ Registered on import (`AppConfig.ready` imports this module). Ids are stable:
 * `django_taskqueue.W043` -- `TARGETS` is set, `CSRF_USE_SESSIONS` is on and
   `TaskHeaderMiddleware` is not in `MIDDLEWARE`: a target served with these settings refuses
   task requests over HTTP (CSRF), since only the middleware can exempt them there.
+* `django_taskqueue.E030` -- `DEFAULT_VERSION_HOSTNAME` is neither None nor a host name
+  (no scheme, no path).
 * `django_taskqueue.E020`, `E021` -- reported by `backends.TaskQueueBackend.check()` (through
   Django's Tasks framework): the app is not installed; a name in `TASKS[...]["QUEUES"]` is not a
   push queue.
@@ -171,9 +171,9 @@ def check_queues(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) 
             messages.append(
                 Warning(
                     f"Queue {queue.name!r} sends its tasks to target {queue.target!r}, which is "
-                    f"not a key of {SETTING_NAME}['TARGETS'].",
-                    hint=f"Add {queue.target!r} to TARGETS with its base URL, or remove the "
-                    "queue's target to run its tasks in-process.",
+                    f"not a key of {SETTING_NAME}['TARGETS']: its tasks run in-process.",
+                    hint=f"Add {queue.target!r} to TARGETS with its base URL to deliver them "
+                    "over HTTP, or remove the queue's target.",
                     id=_ID + "W008",
                 )
             )
@@ -210,9 +210,30 @@ def _target_url_problem(url: Any) -> str | None:
 
 @register()
 def check_targets(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
-    """Check that TARGETS maps names to http(s) base URLs (E007)."""
+    """Check TARGETS (E007) and DEFAULT_VERSION_HOSTNAME (E030)."""
     if _user_settings() is None:
         return []
+    return _check_default_version_hostname() + _check_target_urls()
+
+
+def _check_default_version_hostname() -> list[CheckMessage]:
+    hostname = taskqueue_settings.DEFAULT_VERSION_HOSTNAME
+    if hostname is None or (
+        isinstance(hostname, str) and hostname and re.fullmatch(r"[A-Za-z0-9.:\[\]-]+", hostname)
+    ):
+        return []
+    return [
+        Error(
+            f"{SETTING_NAME}['DEFAULT_VERSION_HOSTNAME'] must be None or a host name; "
+            f"got {hostname!r}.",
+            hint="Give the host of the default version without scheme or path, e.g. "
+            "'my-app.example.com' (targets then imply Host 'backend.my-app.example.com').",
+            id=_ID + "E030",
+        )
+    ]
+
+
+def _check_target_urls() -> list[CheckMessage]:
     targets = taskqueue_settings.TARGETS
     hint = "TARGETS maps target names to base URLs, e.g. {'worker': 'https://worker.internal'}."
     if not isinstance(targets, dict):

@@ -55,6 +55,9 @@ DEFAULTS: dict[str, Any] = {
     # Host header of push tasks delivered in-process. None: the first ALLOWED_HOSTS entry
     # that is not a wildcard, else "localhost".
     "DELIVERY_HOST": None,
+    # App Engine's default version hostname ("my-app.example.com"): when set, a task's target
+    # implies its Host header ("<target>.<hostname>"), and a Host header implies its target.
+    "DEFAULT_VERSION_HOSTNAME": None,
     # How old a task request's signature may be when the handler checks it (clock skew
     # between the worker's machine and the handler's included).
     "SIGNATURE_MAX_AGE_SECONDS": 300,

@@ -11,29 +11,38 @@ for a worker that delivers them to another deployment (`_target`).
 
 Differences from App Engine: the payload is signed (a row written without the queue's key is
 never run), calls that fit JSON travel as JSON rather than pickle, pickle can be turned off
-(`TASKQUEUE["ALLOW_PICKLE"]`), a payload over the push size limit stays in the task's own row,
-added in the caller's transaction, and a call's return value is kept as its result.
+(`TASKQUEUE["ALLOW_PICKLE"]`), a payload over the push size limit is stored in a side table
+(`DeferredPayload`) in the caller's transaction, and a call's return value is kept as its result.
 """
 
 from __future__ import annotations
 
 import datetime
+import http
 import logging
+import uuid
 from collections.abc import Callable, Mapping
 from inspect import isawaitable
 from typing import Any
 
 from asgiref.sync import async_to_sync
+from django.core.exceptions import ValidationError
+from django.core.handlers.wsgi import WSGIRequest
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed
+from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-from . import callables, taskqueue
+from . import callables, clock, taskqueue
 from .callables import InvalidCallableError, PayloadError
-from .dispatch.direct import DEFERRED_URL, PermanentTaskFailure, SingularTaskFailure
+from .conf import taskqueue_settings
+from .dispatch.direct import DEFERRED_URL, Error, PermanentTaskFailure, SingularTaskFailure
 from .results import ResultStatus, TaskError, TaskResult, aget_result, get_result
 
 __all__ = [
     "DEFAULT_URL",
+    "Error",
+    "Handler",
     "InvalidCallableError",
     "PermanentTaskFailure",
     "ResultStatus",
@@ -41,13 +50,44 @@ __all__ = [
     "TaskError",
     "TaskResult",
     "aget_result",
+    "application",
     "defer",
     "get_result",
+    "invoke_member",
     "run",
+    "run_from_datastore",
+    "serialize",
+    "set_log_level",
+    "urlpatterns",
     "view",
 ]
 
 logger = logging.getLogger("django_taskqueue")
+
+#: The headers App Engine's `defer` gives every task; `_headers` are laid over them.
+TASK_HEADERS = {"Content-Type": "application/octet-stream"}
+
+_log_level = logging.INFO
+
+
+def set_log_level(log_level: int) -> None:
+    """Set the level at which a deferred task request's X-AppEngine-* headers are logged."""
+    global _log_level
+    _log_level = log_level
+
+
+def serialize(obj: Callable[..., Any], *args: Any, **kwargs: Any) -> bytes:
+    """Return the payload of the call `obj(*args, **kwargs)`: what `defer` adds and `run` runs.
+
+    Raises `InvalidCallableError` for what cannot be deferred (see `defer`).
+    """
+    return callables.encode_call(obj, args, kwargs)
+
+
+def invoke_member(obj: Any, membername: str, *args: Any, **kwargs: Any) -> Any:
+    """Call `obj.<membername>(*args, **kwargs)`: defers a method of a picklable object."""
+    return getattr(obj, membername)(*args, **kwargs)
+
 
 #: The url of deferred tasks, App Engine's; the worker runs them as direct calls (`handlers`).
 DEFAULT_URL = DEFERRED_URL
@@ -79,7 +119,7 @@ def defer(
     `taskqueue.Queue.add`.
     """
     payload = callables.encode_call(obj, args, kwargs)
-    headers = {"Content-Type": "application/octet-stream", **(_headers or {})}
+    headers = {**TASK_HEADERS, **(_headers or {})}
     options: dict[str, Any] = {
         "countdown": _countdown,
         "eta": _eta,
@@ -93,11 +133,62 @@ def defer(
     try:
         task = taskqueue.Task(payload=payload, **options)
     except taskqueue.TaskTooLargeError:
-        # App Engine re-adds a small task pointing at a datastore entity, outside the caller's
-        # transaction. Here the payload stays in the task's own row: the same insert, so it
-        # commits or rolls back with the caller's transaction.
-        task = taskqueue.Task(payload=payload, _size_check=False, **options)
+        return _defer_large(payload, options, _queue, _transactional)
     return task.add(_queue, transactional=_transactional)
+
+
+def _defer_large(
+    payload: bytes, options: dict[str, Any], queue_name: str, transactional: bool
+) -> taskqueue.Task:
+    # As App Engine: the call goes to a side row and the task carries a call of
+    # `run_from_datastore` with its key. Unlike App Engine, the row and the task are written
+    # in one transaction (the caller's, when there is one).
+    from .models import DeferredPayload
+
+    alias = taskqueue_settings.DATABASE
+    key = uuid.uuid4()
+    with transaction.atomic(using=alias):
+        DeferredPayload.objects.using(alias).create(
+            key=key, queue_name=queue_name, payload=payload, created_at=clock.now()
+        )
+        small = callables.encode_call(run_from_datastore, (str(key),), {})
+        task = taskqueue.Task(payload=small, **options)
+        task.add(queue_name, transactional=transactional)
+        DeferredPayload.objects.using(alias).filter(key=key).update(task_name=task.name)
+    return task
+
+
+def run_from_datastore(key: str) -> Any:
+    """Run the call stored under `key` by `defer` (a call over the task size limit).
+
+    The stored call is deleted when it succeeds. Raises `PermanentTaskFailure` when it is gone.
+    A failed call keeps it, so the task can be retried; it is pruned with its task.
+    """
+    from .models import DeferredPayload
+
+    rows = DeferredPayload.objects.using(taskqueue_settings.DATABASE)
+    try:
+        stored = rows.get(key=key)
+    except (DeferredPayload.DoesNotExist, ValueError, ValidationError) as e:
+        raise PermanentTaskFailure(f"The deferred call {key} no longer exists") from e
+    result = run(bytes(stored.payload))
+    rows.filter(key=key).delete()
+    return result
+
+
+def prune_payloads() -> int:
+    """Delete stored calls whose task no longer exists; return how many were deleted."""
+    from django.db.models import Exists, OuterRef
+
+    from .models import DeferredPayload, TaskRecord
+
+    alias = taskqueue_settings.DATABASE
+    task = TaskRecord.objects.using(alias).filter(
+        queue_name=OuterRef("queue_name"), name=OuterRef("task_name")
+    )
+    orphans = DeferredPayload.objects.using(alias).filter(task_name__isnull=False)
+    orphans = orphans.exclude(Exists(task))
+    return orphans.delete()[0]
 
 
 def run(payload: bytes) -> Any:
@@ -126,6 +217,13 @@ def _view(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
     task_name = request.headers.get("X-AppEngine-TaskName", "")
+    logger.log(
+        _log_level,
+        "event=deferred_request %s",
+        ", ".join(
+            f"{k}:{v}" for k, v in request.headers.items() if k.lower().startswith("x-appengine-")
+        ),
+    )
     try:
         run(request.body)
     except PermanentTaskFailure:
@@ -138,6 +236,51 @@ def _view(request: HttpRequest) -> HttpResponse:
         logger.exception("event=deferred_failed task=%s", task_name)
         return HttpResponse("Failed", status=500, content_type="text/plain")
     return HttpResponse("OK", content_type="text/plain")
+
+
+class Handler:
+    """App Engine's `deferred.Handler`: runs a deferred task from a WSGI environ.
+
+    `post(environ)` returns `(body, http.HTTPStatus, headers)`; an instance is a WSGI
+    application. Where App Engine checked the caller's IP and X-AppEngine-TaskName, this checks
+    the queue's signature (`security`): anything else is answered 403.
+    """
+
+    def run_from_request(self, environ: dict[str, Any]) -> tuple[str, http.HTTPStatus, list]:
+        from .security import task_request
+
+        request = WSGIRequest(environ)
+        text_headers = [("Content-Type", "text/plain")]
+        if task_request(request) is None:
+            logger.error("event=deferred_refused reason=not_a_signed_task_request")
+            return "Not a task request", http.HTTPStatus.FORBIDDEN, text_headers
+        logger.log(
+            _log_level,
+            ", ".join(
+                f"{k[5:]}:{v}" for k, v in environ.items() if k.startswith("HTTP_X_APPENGINE_")
+            ),
+        )
+        run(request.body)
+        return "Success", http.HTTPStatus.OK, text_headers
+
+    def post(self, environ: dict[str, Any]) -> tuple[str, http.HTTPStatus, list]:
+        text_headers = [("Content-Type", "text/plain")]
+        try:
+            return self.run_from_request(environ)
+        except SingularTaskFailure:
+            return "SingularTaskFailure", http.HTTPStatus.REQUEST_TIMEOUT, text_headers
+        except PermanentTaskFailure:
+            # 200: App Engine does not retry a permanent failure.
+            logger.exception("event=deferred_permanent_failure")
+            return "PermanentTaskFailure", http.HTTPStatus.OK, text_headers
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if environ.get("REQUEST_METHOD") != "POST":
+            start_response("405 Method Not Allowed", [("Allow", "POST")])
+            return [b""]
+        body, status, headers = self.post(environ)
+        start_response(f"{status.value} {status.phrase}", headers)
+        return [body.encode()]
 
 
 def _protect(view_func: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -153,3 +296,9 @@ def _protect(view_func: Callable[..., HttpResponse]) -> Callable[..., HttpRespon
 #: The view of `/_ah/queue/deferred` for HTTP delivery:
 #: ``path("_ah/queue/deferred", deferred.view)``.
 view = _protect(_view)
+
+#: App Engine's `deferred.application`, a WSGI application; Django projects route `view`.
+application = Handler()
+
+#: ``path("", include("django_taskqueue.deferred"))`` routes App Engine's url to `view`.
+urlpatterns = [path(DEFAULT_URL.lstrip("/"), view, name="taskqueue-deferred")]

@@ -84,7 +84,7 @@ def get_task(queue_name: str, name: str) -> TaskInfo:
     from .exceptions import UnknownTaskError
     from .taskqueue import Task
 
-    Task(name=name, method="PULL")  # checks the name as the Python API does
+    Task(b"", name=name, method="PULL")  # checks the name as the Python API does
     row = _tasks(queue_name).filter(name=name).values(*_COLUMNS, "payload").first()
     if row is None:
         raise UnknownTaskError(f"No task named {name!r} in queue {queue_name!r}")

@@ -1,5 +1,6 @@
 """The limits of App Engine's Task Queue, and the names it accepts."""
 
+import datetime
 import re
 
 MAX_QUEUE_NAME_LENGTH = 100
@@ -14,6 +15,8 @@ MAX_URL_LENGTH = 2083
 MAX_TAG_LENGTH = 500
 MAX_LEASE_SECONDS = 3600 * 24 * 7
 MAX_COUNTDOWN_SECONDS = 3600 * 24 * 30
+MIN_DISPATCH_DEADLINE = datetime.timedelta(seconds=15)
+MAX_DISPATCH_DEADLINE = datetime.timedelta(hours=24)
 
 DEFAULT_QUEUE = "default"
 DEFAULT_QUEUE_PATH = "/_ah/queue"

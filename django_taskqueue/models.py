@@ -58,6 +58,9 @@ class TaskRecord(models.Model):
     retry_count = models.PositiveIntegerField(default=0)
     execution_count = models.PositiveIntegerField(default=0)
     retry_options = models.JSONField(null=True, blank=True)
+    dispatch_deadline_usec = models.BigIntegerField(
+        null=True, blank=True, help_text=_("Deadline of each attempt; NULL: the worker's default.")
+    )
     enqueued_at = models.DateTimeField()
     first_attempt_at = models.DateTimeField(null=True, blank=True)
     leased_at = models.DateTimeField(null=True, blank=True)
@@ -207,3 +210,29 @@ class CronJobState(models.Model):
 
     def __str__(self) -> str:
         return self.description or self.url or self.key
+
+
+class DeferredPayload(models.Model):
+    """A `deferred` call too large for its task, which carries only this row's key.
+
+    App Engine keeps such calls in a datastore entity. The row is written in the same
+    transaction as its task, deleted when the call succeeds, and otherwise pruned with its task.
+    """
+
+    key = models.UUIDField(primary_key=True)
+    queue_name = models.CharField(max_length=100)
+    # Set once the task is added (an unnamed task's name is chosen by the add).
+    task_name = models.CharField(max_length=500, null=True, blank=True)  # noqa: DJ001
+    payload = models.BinaryField()
+    created_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = _("deferred payload")
+        verbose_name_plural = _("deferred payloads")
+        indexes = [
+            # Pruning: the payloads whose task is gone.
+            models.Index(fields=["queue_name", "task_name"], name="taskqueue_deferred_task_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.queue_name}/{self.task_name or self.key}"

@@ -231,8 +231,6 @@ def _parse_queue(name: Any, entry: Mapping[str, Any], where: str) -> QueueConfig
     retry_parameters = _parse_retry_parameters(entry.get("retry_parameters"), where)
 
     if mode == "pull":
-        if name == DEFAULT_QUEUE_NAME:
-            raise QueueConfigurationError(f"{where}: the default queue cannot be a pull queue")
         for directive in _PUSH_ONLY_DIRECTIVES:
             if entry.get(directive) not in (None, ""):
                 raise QueueConfigurationError(

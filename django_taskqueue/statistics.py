@@ -55,26 +55,46 @@ class QueueStatistics:
         self.failed_last_hour = failed_last_hour
         self.paused = paused
 
+    #: The figures App Engine's `QueueStatistics` has: equality and repr compare these.
+    _ATTRS = (
+        "queue",
+        "tasks",
+        "oldest_eta_usec",
+        "executed_last_minute",
+        "in_flight",
+        "enforced_rate",
+    )
+
     @classmethod
     def fetch(cls, queue_or_queues: Any, deadline: float = 10) -> Any:
-        """Fetch statistics of a Queue or queue name, or of an iterable of either kind."""
+        """Fetch statistics of a Queue or queue name, or of an iterable of either kind.
+
+        A queue that is not configured has `tasks=0` and no other figure, as on App Engine.
+        """
         check_deadline(deadline)
+        return cls.fetch_async(queue_or_queues, UserRPC(deadline)).get_result()
+
+    @classmethod
+    def fetch_async(cls, queue_or_queues: Any, rpc: UserRPC | None = None) -> UserRPC:
         if isinstance(queue_or_queues, (_queue_class, str)):
-            return cls._fetch_one(_as_queue(queue_or_queues))
+            queue = _as_queue(queue_or_queues)
+            return (rpc or UserRPC())._run(lambda: cls._fetch_one(queue))
         items = list(queue_or_queues)
         kinds = {type(item) for item in items}
         if kinds and not (kinds <= {_queue_class} or kinds <= {str}):
             raise TypeError("queue_or_queues must be only Queue objects or only names")
-        return [cls._fetch_one(_as_queue(item)) for item in items]
-
-    @classmethod
-    def fetch_async(cls, queue_or_queues: Any, rpc: UserRPC | None = None) -> UserRPC:
-        return (rpc or UserRPC())._run(lambda: cls.fetch(queue_or_queues))
+        queues = [_as_queue(item) for item in items]
+        return (rpc or UserRPC())._run(lambda: [cls._fetch_one(q) for q in queues])
 
     @classmethod
     @transient_on_database_errors
     def _fetch_one(cls, queue: Queue) -> QueueStatistics:
-        config = queue.config
+        from .exceptions import UnknownQueueError
+
+        try:
+            config = queue.config
+        except UnknownQueueError:
+            return cls(queue, tasks=0)
         alias = taskqueue_settings.DATABASE
         now = clock.now()
         minute = now - datetime.timedelta(minutes=1)
@@ -108,12 +128,16 @@ class QueueStatistics:
             paused=config.paused_by_config or bool(state and state.paused),
         )
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, QueueStatistics):
+            return NotImplemented
+        return all(getattr(self, a) == getattr(other, a) for a in self._ATTRS)
+
+    __hash__ = None  # type: ignore[assignment]
+
     def __repr__(self) -> str:
-        return (
-            f"QueueStatistics(queue={self.queue.name!r}, tasks={self.tasks}, "
-            f"oldest_eta_usec={self.oldest_eta_usec}, "
-            f"executed_last_minute={self.executed_last_minute}, in_flight={self.in_flight}, "
-            f"enforced_rate={self.enforced_rate})"
+        return "QueueStatistics({})".format(
+            ", ".join(f"{a}={getattr(self, a)!r}" for a in self._ATTRS)
         )
 
 

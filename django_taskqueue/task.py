@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import datetime
+import logging
 import math
 import secrets
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections import UserDict
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
 from . import clock
+from .conf import taskqueue_settings
 from .exceptions import (
+    InvalidDispatchDeadlineError,
     InvalidEtaError,
     InvalidTagError,
     InvalidTaskError,
@@ -24,15 +28,22 @@ from .exceptions import (
 from .limits import (
     DEFAULT_QUEUE,
     MAX_COUNTDOWN_SECONDS,
+    MAX_DISPATCH_DEADLINE,
     MAX_PULL_TASK_SIZE_BYTES,
     MAX_PUSH_TASK_SIZE_BYTES,
     MAX_TAG_LENGTH,
     MAX_URL_LENGTH,
+    MIN_DISPATCH_DEADLINE,
     TASK_NAME_RE,
 )
 
 if TYPE_CHECKING:
     from .rpc import UserRPC
+
+logger = logging.getLogger("django_taskqueue")
+
+#: The namespace header App Engine's client adds to every task (Django has one namespace: "").
+NAMESPACE_HEADER = "X-AppEngine-Current-Namespace"
 
 _PUSH_METHODS = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PULL"})
@@ -46,6 +57,77 @@ class _DefaultAppVersion:
 
 
 DEFAULT_APP_VERSION = _DefaultAppVersion()
+
+
+class CaselessDict(UserDict):
+    """A dict of headers whose keys match whatever their case; a key keeps the case last set.
+
+    Equal to a plain dict with the same keys spelled the same way, as App Engine's.
+    """
+
+    def __init__(self, data: Mapping[str, Any] | None = None):
+        self._keys: dict[str, str] = {}
+        super().__init__(data or {})
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        folded = key.lower()
+        if folded in self._keys:
+            del self.data[self._keys[folded]]
+        self._keys[folded] = key
+        self.data[key] = value
+
+    def __getitem__(self, key: str) -> Any:
+        return self.data[self._keys[key.lower()]]
+
+    def __delitem__(self, key: str) -> None:
+        folded = key.lower()
+        del self.data[self._keys.pop(folded)]
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key.lower() in self._keys
+
+    def copy(self) -> CaselessDict:
+        return CaselessDict(self.data)
+
+
+def check_dispatch_deadline(dispatch_deadline_usec: Any) -> None:
+    """Check a `dispatch_deadline_usec` as App Engine does (TypeError, InvalidDispatchDeadline)."""
+    if isinstance(dispatch_deadline_usec, bool) or not isinstance(dispatch_deadline_usec, int):
+        raise TypeError("dispatch_deadline_usec must be an integer")
+    deadline = datetime.timedelta(microseconds=dispatch_deadline_usec)
+    if deadline > MAX_DISPATCH_DEADLINE:
+        raise InvalidDispatchDeadlineError(f"Deadline cannot be more than {MAX_DISPATCH_DEADLINE}")
+    if deadline < MIN_DISPATCH_DEADLINE:
+        raise InvalidDispatchDeadlineError(f"Deadline cannot be less than {MIN_DISPATCH_DEADLINE}")
+
+
+def _target_from_host(host: str, hostname: str | None) -> Any:
+    if hostname and host.endswith(hostname):
+        version = host[: -(len(hostname) + 1)]
+        if version:
+            return version
+    return DEFAULT_APP_VERSION
+
+
+def _resolve_target(target: Any, headers: CaselessDict) -> Any:
+    """Return a push task's target and set the Host it implies, as App Engine's client does.
+
+    With `DEFAULT_VERSION_HOSTNAME` set, a target gives the Host `<target>.<hostname>` and a
+    Host gives its target; without it, Host headers are left as given. No target and no
+    Host means `DEFAULT_APP_VERSION`: the worker's own Django project.
+    """
+    hostname = taskqueue_settings.DEFAULT_VERSION_HOSTNAME
+    if target is not None and "Host" in headers:
+        raise InvalidTaskError("A Host header cannot be set when a target is specified")
+    if target is not None:
+        if hostname:
+            headers["Host"] = hostname if target is DEFAULT_APP_VERSION else f"{target}.{hostname}"
+        return target
+    if "Host" in headers:
+        return _target_from_host(str(headers["Host"]), hostname)
+    if hostname:
+        headers["Host"] = hostname
+    return DEFAULT_APP_VERSION
 
 
 # -- retry options ---------------------------------------------------------------------------
@@ -70,8 +152,9 @@ class TaskRetryOptions:
         for name, value in values.items():
             if value is None:
                 continue
+            # App Engine compares each value with 0: numbers pass, other types raise TypeError.
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise InvalidTaskRetryOptionsError(f"{name} must be a number")
+                raise TypeError(f"{name} must be a number, not {type(value).__name__}")
             if value < 0:
                 raise InvalidTaskRetryOptionsError(f"{name} must be at least 0")
         low, high = values["min_backoff_seconds"], values["max_backoff_seconds"]
@@ -81,9 +164,7 @@ class TaskRetryOptions:
             )
         if values["task_age_limit"] is not None:
             values["task_age_limit"] = int(math.ceil(values["task_age_limit"]))
-        for name in ("max_doublings", "task_retry_limit"):
-            if values[name] is not None:
-                values[name] = int(values[name])
+        # The other options are kept as given, as App Engine keeps them.
         self._values = values
 
     min_backoff_seconds = property(lambda self: self._values["min_backoff_seconds"])
@@ -161,7 +242,13 @@ def _check_eta(eta: datetime.datetime, now: datetime.datetime) -> None:
         raise InvalidEtaError("ETA too far in the future: at most 30 days ahead")
 
 
+#: Set by `testing.TaskQueueStub` while it is active: the names of unnamed tasks (task1, ...).
+_test_name_source: Callable[[], str] | None = None
+
+
 def _new_task_name() -> str:
+    if _test_name_source is not None:
+        return _test_name_source()
     # Random and non-sequential: sequential names crowd one end of the name index.
     return secrets.token_hex(16)
 
@@ -171,7 +258,8 @@ class Task:
 
     Raises `InvalidTaskError` (or a subclass) on invalid arguments, `TaskTooLargeError` when
     the task is larger than its queue kind allows, `InvalidEtaError` for an ETA more than
-    30 days ahead, and `InvalidTagError` for a tag longer than `MAX_TAG_LENGTH`.
+    30 days ahead, `InvalidTagError` for a tag longer than `MAX_TAG_LENGTH`, and
+    `InvalidDispatchDeadlineError` for a `dispatch_deadline_usec` outside 15 s .. 24 h.
     """
 
     __CONSTRUCTOR_KWARGS = frozenset(
@@ -186,6 +274,7 @@ class Task:
             "tag",
             "target",
             "url",
+            "dispatch_deadline_usec",
             "_size_check",
         }
     )
@@ -199,26 +288,26 @@ class Task:
         if method not in _PUSH_METHODS and method != "PULL":
             raise InvalidTaskError(f"Invalid method: {method}")
 
-        name = kwargs.get("name")
+        # App Engine treats an empty name as no name.
+        name = kwargs.get("name") or None
         if name is not None and (not isinstance(name, str) or not TASK_NAME_RE.fullmatch(name)):
             raise InvalidTaskNameError(
                 f"Task name does not match expression {TASK_NAME_RE.pattern!r}; found {name!r}"
             )
 
-        headers: dict[str, Any] = {}
-        for key, value in (kwargs.get("headers") or {}).items():
-            # App Engine drops X-AppEngine-* headers supplied by the caller: the queue sets
-            # its own, and handlers trust them.
-            if not str(key).lower().startswith("x-appengine-"):
-                headers[key] = value
-        lower_headers = {k.lower() for k in headers}
+        given_headers = kwargs.get("headers") or {}
+        # Every header the caller gives is kept, X-AppEngine-* directives included (App
+        # Engine honours some, e.g. X-AppEngine-FailFast); the worker overwrites the ones the
+        # queue itself sets.
+        headers = CaselessDict(given_headers)
+        headers.setdefault(NAMESPACE_HEADER, "")
 
         if payload is not None and not isinstance(payload, (bytes, str)):
-            raise InvalidTaskError("payload must be bytes or str")
+            raise InvalidTaskError(f"Task payloads must be bytes or str; found {payload!r}")
         if isinstance(payload, str):
+            if payload:
+                headers.setdefault("content-type", "text/plain; charset=utf-8")
             payload = payload.encode("utf-8")
-            if method != "PULL" and "content-type" not in lower_headers:
-                headers["Content-Type"] = "text/plain; charset=utf-8"
 
         url = kwargs.get("url") or ""
         if not isinstance(url, str):
@@ -228,51 +317,70 @@ class Task:
         params = kwargs.get("params") or {}
         if params and query:
             raise InvalidTaskError("Query string in url and params given; use one of them")
-        if method in _BODY_METHODS and method != "PUT":
+        if method in ("POST", "PULL"):
             if query and method == "POST":
                 raise InvalidTaskError("POST url may not have a query string; use params")
             if params:
-                if payload is not None:
+                if payload:
                     raise InvalidTaskError("Message body and params given; use one of them")
-                payload = _encode_params(params).encode("ascii")
-                if method == "POST" and "content-type" not in {k.lower() for k in headers}:
-                    headers["Content-Type"] = "application/x-www-form-urlencoded"
+                # App Engine's client keeps a POST body built from params as str, and
+                # encodes a pull task's.
+                encoded = _encode_params(params)
+                if method == "POST":
+                    headers.setdefault("content-type", "application/x-www-form-urlencoded")
+                    payload = encoded
+                else:
+                    payload = encoded.encode("ascii")
         elif params:
             query = _encode_params(params)
-        if payload is not None and method not in _BODY_METHODS:
+        if payload and method not in _BODY_METHODS:
             raise InvalidTaskError(
                 f"Payload may only be given for POST, PUT and PULL tasks, not {method}"
             )
+        if payload is not None and not payload and method not in _BODY_METHODS:
+            payload = None
 
         target = kwargs.get("target")
         tag = kwargs.get("tag")
         if method == "PULL":
             if url:
                 raise InvalidTaskError("url must not be given for pull tasks")
-            if headers:
+            if given_headers:
                 raise InvalidTaskError("headers must not be given for pull tasks")
-            if target is not None:
+            if target:
                 raise InvalidTaskError("target must not be given for pull tasks")
-        else:
-            if tag is not None:
-                raise InvalidTaskError("tag can only be specified for pull tasks")
-            if target is not None and "host" in {k.lower() for k in headers}:
-                raise InvalidTaskError("A task may not have both a target and a Host header")
+            if payload is None:
+                raise InvalidTaskError("payload must be given for a pull task")
+            target = None
+        elif tag is not None:
+            raise InvalidTaskError("tag can only be specified for pull tasks")
         if isinstance(tag, bytes):
             tag = tag.decode("utf-8")
         if tag is not None and not isinstance(tag, str):
             raise InvalidTaskError("tag must be a string")
         if target is not None and target is not DEFAULT_APP_VERSION and not isinstance(target, str):
             raise InvalidTaskError("target must be a string")
+        if method != "PULL":
+            target = _resolve_target(target, headers)
 
         countdown, eta = kwargs.get("countdown"), kwargs.get("eta")
         now = clock.now()
         if countdown is not None and eta is not None:
             raise InvalidTaskError("Cannot use a countdown and ETA together")
         if countdown is not None:
-            if isinstance(countdown, bool) or not isinstance(countdown, (int, float)):
-                raise InvalidTaskError("countdown must be a number of seconds")
-            eta = now + datetime.timedelta(seconds=countdown)
+            try:
+                # App Engine takes anything float() takes: numeric strings too.
+                seconds = float(countdown)
+            except (TypeError, ValueError) as e:
+                raise InvalidTaskError("Countdown must be a number") from e
+            except OverflowError as e:
+                raise InvalidTaskError("Countdown out of range") from e
+            if not math.isfinite(seconds) or seconds > MAX_COUNTDOWN_SECONDS:
+                raise InvalidEtaError("ETA too far in the future: at most 30 days ahead")
+            try:
+                eta = now + datetime.timedelta(seconds=seconds)
+            except OverflowError as e:
+                raise InvalidEtaError("ETA out of range") from e
         elif eta is not None:
             if not isinstance(eta, datetime.datetime):
                 raise InvalidTaskError("eta must be a datetime.datetime")
@@ -285,6 +393,8 @@ class Task:
         if retry_options is not None and not isinstance(retry_options, TaskRetryOptions):
             raise InvalidTaskError("retry_options must be a TaskRetryOptions")
 
+        dispatch_deadline_usec = kwargs.get("dispatch_deadline_usec")
+
         self._method = method
         self._name = name
         self._payload = payload
@@ -295,6 +405,7 @@ class Task:
         self._tag = tag
         self._target = target
         self._retry_options = retry_options
+        self._dispatch_deadline_usec = dispatch_deadline_usec
         self._queue_name: str | None = None
         self._retry_count = 0
         self._execution_count = 0
@@ -306,11 +417,13 @@ class Task:
         self._priority = 0
 
         if kwargs.get("_size_check", True):
-            if tag is not None and len(tag) > MAX_TAG_LENGTH:
-                raise InvalidTagError(f"Tag must be at most {MAX_TAG_LENGTH} characters")
             limit = MAX_PULL_TASK_SIZE_BYTES if method == "PULL" else MAX_PUSH_TASK_SIZE_BYTES
             if self.size > limit:
                 raise TaskTooLargeError(f"Task size {self.size} is larger than {limit} bytes")
+            if tag is not None and len(tag) > MAX_TAG_LENGTH:
+                raise InvalidTagError(f"Tag must be at most {MAX_TAG_LENGTH} characters")
+        if dispatch_deadline_usec is not None:
+            check_dispatch_deadline(dispatch_deadline_usec)
 
     @classmethod
     def _restore(cls, queue_name: str, row: Mapping[str, Any]) -> Task:
@@ -322,7 +435,7 @@ class Task:
         task._method = row.get("method", "PULL")
         task._name = row["name"]
         task._payload = bytes(payload) if payload is not None else None
-        task._headers = {}
+        task._headers = CaselessDict()
         for key, value in row.get("headers") or []:
             if key in task._headers:
                 previous = task._headers[key]
@@ -337,6 +450,7 @@ class Task:
         task._tag = row.get("tag")
         task._target = row.get("target")
         task._retry_options = TaskRetryOptions.from_dict(row.get("retry_options"))
+        task._dispatch_deadline_usec = row.get("dispatch_deadline_usec")
         task._queue_name = queue_name
         task._retry_count = row.get("retry_count", 0)
         task._execution_count = row.get("execution_count", 0)
@@ -371,8 +485,14 @@ class Task:
         return int(round(self._eta.timestamp() * 1_000_000))
 
     @property
-    def headers(self) -> dict[str, Any]:
-        return dict(self._headers)
+    def headers(self) -> CaselessDict:
+        """The request headers; keys match whatever their case (`headers["content-type"]`)."""
+        return self._headers.copy()
+
+    @property
+    def dispatch_deadline_usec(self) -> int | None:
+        """The deadline of each attempt of this push task, or None for the worker's default."""
+        return self._dispatch_deadline_usec
 
     @property
     def method(self) -> str:
@@ -408,6 +528,10 @@ class Task:
         headers = sum(len(k) + len(v) + 4 for k, v in _header_items(self._headers))
         return len(self._method) + len(self._payload or b"") + len(self.url) + headers
 
+    def _payload_bytes(self) -> bytes | None:
+        payload = self._payload
+        return payload.encode("utf-8") if isinstance(payload, str) else payload
+
     @property
     def tag(self) -> str | None:
         return self._tag
@@ -429,29 +553,29 @@ class Task:
     def was_deleted(self) -> bool:
         return self._was_deleted
 
-    def extract_params(self) -> dict[str, Any]:
+    def extract_params(self) -> dict[Any, Any]:
         """Return the task's parameters: from the payload (POST, PULL) or the url query.
 
-        Repeated keys give lists; raises ValueError on a payload that is not form-encoded.
+        Values are bytes, as App Engine's Python 3 client returns them; keys are str, or bytes
+        when read from a bytes payload. A repeated key gives a list. Raises ValueError on data
+        that is not form-encoded.
         """
+        query: str | bytes | None
         if self._method in ("POST", "PULL"):
-            data = (self._payload or b"").decode("utf-8")
+            query = self._payload
         else:
-            data = self.url.partition("?")[2]
-        if not data:
+            query = self.url.partition("?")[2]
+        if not query:
             return {}
-        result: dict[str, Any] = {}
-        for key, value in urllib.parse.parse_qsl(data, keep_blank_values=True, strict_parsing=True):
-            if key in result:
-                previous = result[key]
-                result[key] = (previous if isinstance(previous, list) else [previous]) + [value]
-            else:
-                result[key] = value
-        return result
+        result: dict[Any, Any] = {}
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+        for key, value in pairs:
+            result.setdefault(key, []).append(value.encode() if isinstance(value, str) else value)
+        return {k: v[0] if len(v) == 1 else v for k, v in result.items()}
 
     def add(self, queue_name: str = DEFAULT_QUEUE, transactional: bool = False) -> Task:
         """Add this task to the queue `queue_name` and return it."""
-        return _queue_class(queue_name).add(self, transactional=transactional)
+        return self.add_async(queue_name, transactional).get_result()
 
     def add_async(
         self,

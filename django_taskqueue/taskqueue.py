@@ -60,6 +60,7 @@ from .exceptions import (
 from .limits import (
     DEFAULT_QUEUE,
     DEFAULT_QUEUE_PATH,
+    MAX_DISPATCH_DEADLINE,
     MAX_LEASE_SECONDS,
     MAX_PULL_TASK_SIZE_BYTES,
     MAX_PUSH_TASK_SIZE_BYTES,
@@ -71,6 +72,7 @@ from .limits import (
     MAX_TASKS_PER_LEASE,
     MAX_TRANSACTIONAL_REQUEST_SIZE_BYTES,
     MAX_URL_LENGTH,
+    MIN_DISPATCH_DEADLINE,
     QUEUE_NAME_RE,
 )
 from .models import FINISHED_STATES, QueueState
@@ -107,6 +109,8 @@ __all__ = [
     "MAX_URL_LENGTH",
     "MAX_TAG_LENGTH",
     "MAX_LEASE_SECONDS",
+    "MIN_DISPATCH_DEADLINE",
+    "MAX_DISPATCH_DEADLINE",
     "Error",
     "UnknownQueueError",
     "TransientError",
@@ -141,6 +145,21 @@ __all__ = [
 ]
 
 logger = logging.getLogger("django_taskqueue")
+
+
+_noted_targets: set[str] = set()
+
+
+def _note_in_process_target(target: str) -> None:
+    # App Engine's targets are versions or services of one app; here every target that is not
+    # a key of TARGETS is served by this Django project, so the task runs in-process.
+    if target not in _noted_targets:
+        _noted_targets.add(target)
+        logger.warning(
+            "event=target_in_process target=%s hint=%s",
+            target,
+            "not a key of TASKQUEUE['TARGETS']; its tasks run in-process",
+        )
 
 
 def _check_lease_seconds(lease_seconds: Any) -> None:
@@ -208,17 +227,30 @@ class Queue:
 
     # -- add -------------------------------------------------------------------------------
 
-    @transient_on_database_errors
     def add(self, task: Task | Iterable[Task], transactional: bool = False) -> Any:
         """Add a task or a list of up to 100 tasks; return what was given.
 
         A task added inside `transaction.atomic()` on the queue's database is part of that
         transaction. Raises `TooManyTasksError`, `DuplicateTaskNameError`, `BadTaskStateError`
-        (a task already added, a pull task without payload), `InvalidTaskError` (push and pull
-        tasks mixed), `UnknownQueueError`, `InvalidQueueModeError`, `BadTransactionStateError`
+        (a task already added), `InvalidTaskError` (push and pull tasks mixed),
+        `UnknownQueueError`, `InvalidQueueModeError`, `BadTransactionStateError`
         (`transactional=True` outside a transaction), and for named tasks
         `TaskAlreadyExistsError` or `TombstonedTaskError` after adding every other task.
         """
+        if not task:
+            return []
+        # Through the async twin, as App Engine's client: a test that patches `add_async`
+        # sees every add.
+        return self.add_async(task, transactional).get_result()
+
+    def add_async(
+        self, task: Task | Iterable[Task], transactional: bool = False, rpc: UserRPC | None = None
+    ) -> UserRPC:
+        """Add as `add` does; the returned RPC's `get_result()` gives the value or raises."""
+        return (rpc or UserRPC())._run(lambda: self._add_now(task, transactional))
+
+    @transient_on_database_errors
+    def _add_now(self, task: Task | Iterable[Task], transactional: bool) -> Any:
         if not task:
             return []
         single = isinstance(task, Task)
@@ -227,11 +259,6 @@ class Queue:
             return []
         self._add(tasks, transactional)
         return task if single or isinstance(task, list) else tasks
-
-    def add_async(
-        self, task: Task | Iterable[Task], transactional: bool = False, rpc: UserRPC | None = None
-    ) -> UserRPC:
-        return (rpc or UserRPC())._run(lambda: self.add(task, transactional))
 
     def _add(self, tasks: list[Task], transactional: bool) -> None:
         if len(tasks) > MAX_TASKS_PER_ADD:
@@ -248,28 +275,7 @@ class Queue:
                         f"The task name {task.name!r} is used more than once in the request"
                     )
                 names.add(task.name)
-        pull = {task.method == "PULL" for task in tasks}
-        if len(pull) > 1:
-            raise InvalidTaskError("Can not add both push and pull tasks in one request")
-        is_pull = pull.pop()
-        config = self.config
-        if is_pull != config.is_pull:
-            raise InvalidQueueModeError(
-                f"Cannot add a {'pull' if is_pull else 'push'} task to the "
-                f"{config.mode} queue {self._name!r}"
-            )
-        now = clock.now()
-        targets = taskqueue_settings.TARGETS
-        for task in tasks:
-            if is_pull and task.payload is None:
-                raise BadTaskStateError("A pull task must have a payload")
-            _check_eta(task.eta, now)
-            target = task.target
-            if isinstance(target, str) and target not in targets:
-                raise InvalidTaskError(
-                    f"Unknown target {target!r}: name an entry of TASKQUEUE['TARGETS']"
-                )
-
+        # Checked before the queue, as App Engine's client checks it while building the request.
         alias = self._alias()
         connection = connections[alias]
         carrier = None
@@ -291,6 +297,26 @@ class Queue:
                     "A task bound to a transaction on another database cannot be named"
                 )
 
+        pull = {task.method == "PULL" for task in tasks}
+        if len(pull) > 1:
+            raise InvalidTaskError("Can not add both push and pull tasks in one request")
+        is_pull = pull.pop()
+        config = self.config
+        if is_pull != config.is_pull:
+            raise InvalidQueueModeError(
+                f"Cannot add a {'pull' if is_pull else 'push'} task to the "
+                f"{config.mode} queue {self._name!r}"
+            )
+        now = clock.now()
+        targets = taskqueue_settings.TARGETS
+        for task in tasks:
+            if is_pull and task.payload is None:
+                raise BadTaskStateError("A pull task must have a payload")
+            _check_eta(task.eta, now)
+            target = task.target
+            if isinstance(target, str) and target not in targets:
+                _note_in_process_target(target)
+
         rows = []
         for task in tasks:
             url = task._path or f"{DEFAULT_QUEUE_PATH}/{self._name}"
@@ -304,13 +330,20 @@ class Queue:
                     method=task.method,
                     url="" if is_pull else url,
                     headers=task._stored_headers(),
-                    payload=task.payload,
+                    payload=task._payload_bytes(),
                     tag=task.tag,
                     target=target if isinstance(target, str) else None,
                     eta=task.eta,
                     enqueued_at=now,
-                    retry_options=task.retry_options.to_dict() if task.retry_options else None,
+                    # App Engine's client sends a task's own retry options for push tasks only;
+                    # a pull task follows its queue's.
+                    retry_options=(
+                        (task.retry_options.to_dict() or None)
+                        if task.retry_options and not is_pull
+                        else None
+                    ),
                     priority=task._priority,
+                    dispatch_deadline_usec=None if is_pull else task.dispatch_deadline_usec,
                 )
             )
 
@@ -327,7 +360,9 @@ class Queue:
         for task, row in zip(tasks, rows, strict=True):
             if row.name in inserted:
                 self._mark_enqueued(task, row)
-            elif error is None:
+            elif error is None or isinstance(error, (TaskAlreadyExistsError, TombstonedTaskError)):
+                # App Engine's rule for a batch: the last name conflict is raised (any other
+                # error would win over conflicts; a database add has no other per-task error).
                 error = inserted.conflicts[row.name]
         if error is not None:
             raise error
@@ -389,12 +424,15 @@ class Queue:
         lease. Oldest ETA first. Raises `InvalidLeaseTimeError`, `InvalidMaxTasksError`,
         `InvalidQueueModeError` (push queue), `UnknownQueueError`.
         """
-        return self._lease(lease_seconds, max_tasks, deadline, group_by_tag=False, tag=None)
+        check_deadline(deadline)
+        return self.lease_tasks_async(lease_seconds, max_tasks, UserRPC(deadline)).get_result()
 
     def lease_tasks_async(
         self, lease_seconds: float, max_tasks: int, rpc: UserRPC | None = None
     ) -> UserRPC:
-        return (rpc or UserRPC())._run(lambda: self.lease_tasks(lease_seconds, max_tasks))
+        return (rpc or UserRPC())._run(
+            lambda: self._lease(lease_seconds, max_tasks, group_by_tag=False, tag=None)
+        )
 
     def lease_tasks_by_tag(
         self, lease_seconds: float, max_tasks: int, tag: str | None = None, deadline: float = 10
@@ -404,7 +442,9 @@ class Queue:
         When `tag` is None and the oldest due task has no tag, only untagged tasks among the
         oldest `max_tasks` are leased.
         """
-        return self._lease(lease_seconds, max_tasks, deadline, group_by_tag=True, tag=tag)
+        check_deadline(deadline)
+        rpc = UserRPC(deadline)
+        return self.lease_tasks_by_tag_async(lease_seconds, max_tasks, tag, rpc).get_result()
 
     def lease_tasks_by_tag_async(
         self,
@@ -414,7 +454,7 @@ class Queue:
         rpc: UserRPC | None = None,
     ) -> UserRPC:
         return (rpc or UserRPC())._run(
-            lambda: self.lease_tasks_by_tag(lease_seconds, max_tasks, tag)
+            lambda: self._lease(lease_seconds, max_tasks, group_by_tag=True, tag=tag)
         )
 
     @transient_on_database_errors
@@ -422,13 +462,11 @@ class Queue:
         self,
         lease_seconds: float,
         max_tasks: int,
-        deadline: float,
         group_by_tag: bool,
         tag: str | None,
     ) -> list[Task]:
         _check_lease_seconds(lease_seconds)
         _check_max_tasks(max_tasks)
-        check_deadline(deadline)
         if isinstance(tag, bytes):
             tag = tag.decode("utf-8")
         config = self._pull_config()
@@ -482,7 +520,6 @@ class Queue:
 
     # -- delete ----------------------------------------------------------------------------
 
-    @transient_on_database_errors
     def delete_tasks(self, task: Task | Iterable[Task]) -> Any:
         """Delete tasks by name; each task's `was_deleted` says whether it was live.
 
@@ -490,6 +527,10 @@ class Queue:
         Raises `BadTaskStateError` for an unnamed or already deleted task and
         `DuplicateTaskNameError` for a name given twice.
         """
+        return self.delete_tasks_async(task).get_result()
+
+    @transient_on_database_errors
+    def _delete_now(self, task: Task | Iterable[Task]) -> Any:
         single = isinstance(task, Task)
         tasks = [task] if single else list(task)
         names: list[str] = []
@@ -516,18 +557,18 @@ class Queue:
     def delete_tasks_async(
         self, task: Task | Iterable[Task], rpc: UserRPC | None = None
     ) -> UserRPC:
-        return (rpc or UserRPC())._run(lambda: self.delete_tasks(task))
+        return (rpc or UserRPC())._run(lambda: self._delete_now(task))
 
     def delete_tasks_by_name(self, task_name: str | Iterable[str]) -> Any:
         """Delete tasks by name; return the `Task` objects (one, or a list) with `was_deleted`."""
-        if isinstance(task_name, str):
-            return self.delete_tasks(Task(name=task_name))
-        return self.delete_tasks([Task(name=name) for name in task_name])
+        return self.delete_tasks_by_name_async(task_name).get_result()
 
     def delete_tasks_by_name_async(
         self, task_name: str | Iterable[str], rpc: UserRPC | None = None
     ) -> UserRPC:
-        return (rpc or UserRPC())._run(lambda: self.delete_tasks_by_name(task_name))
+        if isinstance(task_name, str):
+            return self.delete_tasks_async(Task(name=task_name), rpc)
+        return self.delete_tasks_async([Task(name=name) for name in task_name], rpc)
 
     @transient_on_database_errors
     def purge(self) -> None:
@@ -566,10 +607,11 @@ class Queue:
 
     def fetch_statistics(self, deadline: float = 10) -> QueueStatistics:
         """Return the queue's current `QueueStatistics`."""
-        return QueueStatistics.fetch(self, deadline=deadline)
+        check_deadline(deadline)
+        return self.fetch_statistics_async(UserRPC(deadline)).get_result()
 
     def fetch_statistics_async(self, rpc: UserRPC | None = None) -> UserRPC:
-        return (rpc or UserRPC())._run(lambda: self.fetch_statistics())
+        return QueueStatistics.fetch_async(self, rpc)
 
     # -- coroutine twins, for async views --------------------------------------------------
 

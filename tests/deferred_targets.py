@@ -107,3 +107,10 @@ def own_status(task_name: str) -> list:
 
     result = get_result(task_name)
     return [result.status, result.attempts]
+
+
+def big_permanent_failure(data: str) -> None:
+    from django_taskqueue.deferred import PermanentTaskFailure
+
+    CALLS.append(("big_permanent_failure", len(data)))
+    raise PermanentTaskFailure("give up")

@@ -47,7 +47,8 @@ def test_headers_and_retry_options_are_stored():
     options = taskqueue.TaskRetryOptions(task_retry_limit=3, min_backoff_seconds=2)
     taskqueue.add(url="/x", name="h", headers={"X-Custom": ["a", "b"]}, retry_options=options)
     [task] = get_filtered_tasks(name="h")
-    assert task.headers == {"X-Custom": ["a", "b"]}
+    assert task.headers == {"X-Custom": ["a", "b"], "X-AppEngine-Current-Namespace": ""}
+    assert task.headers["x-custom"] == ["a", "b"]
     assert task.retry_options == options
 
 
@@ -56,8 +57,10 @@ def test_unknown_queue():
         Queue("no-such-queue").add(Task())
     with pytest.raises(taskqueue.UnknownQueueError):
         Queue("no-such-queue").purge()
-    with pytest.raises(taskqueue.UnknownQueueError):
-        Queue("no-such-queue").fetch_statistics()
+    # App Engine answers statistics of an unknown queue with an empty queue's figures.
+    stats = Queue("no-such-queue").fetch_statistics()
+    assert stats == taskqueue.QueueStatistics(Queue("no-such-queue"), tasks=0)
+    assert stats.oldest_eta_usec is None
 
 
 def test_push_task_into_pull_queue_and_back():
@@ -68,13 +71,20 @@ def test_push_task_into_pull_queue_and_back():
 
 
 def test_pull_task_needs_a_payload():
-    with pytest.raises(taskqueue.BadTaskStateError):
-        Queue("pull-queue").add(Task(method="PULL"))
-
-
-def test_unknown_target():
+    # As App Engine's client: refused when the task is built, before any add.
     with pytest.raises(taskqueue.InvalidTaskError):
-        taskqueue.add(url="/x", target="nowhere")
+        Task(method="PULL")
+    assert Task(b"", method="PULL").payload == b""
+
+
+def test_target_outside_targets_runs_in_process(caplog):
+    # App Engine targets name versions or services of one app; here any target that is not
+    # a key of TARGETS is served by this project, in-process.
+    task = taskqueue.add(url="/x", target="nowhere")
+    assert task.was_enqueued
+    assert task.target == "nowhere"
+    assert TaskRecord.objects.get(name=task.name).target == "nowhere"
+    assert "target_in_process target=nowhere" in caplog.text
 
 
 class TestNames:
@@ -153,17 +163,30 @@ class TestBatch:
         taskqueue.add(url="/x", name="taken")
         Queue().delete_tasks_by_name(taskqueue.add(url="/x", name="gone").name)
         batch = [Task(name="new-1"), Task(name="taken"), Task(), Task(name="gone")]
-        with pytest.raises(taskqueue.TaskAlreadyExistsError):
+        with pytest.raises(taskqueue.TombstonedTaskError):
             Queue().add(batch)
         # Every other task went in, as App Engine's batch add promises.
         assert [t.was_enqueued for t in batch] == [True, False, True, False]
         assert TaskRecord.objects.filter(state=TaskState.QUEUED).count() == 3
 
-    def test_first_error_in_order(self):
+    def test_last_name_conflict_is_raised(self):
+        # App Engine's rule: a later error replaces a name conflict.
         Queue().delete_tasks_by_name(taskqueue.add(url="/x", name="gone").name)
         taskqueue.add(url="/x", name="taken")
-        with pytest.raises(taskqueue.TombstonedTaskError):
+        with pytest.raises(taskqueue.TaskAlreadyExistsError):
             Queue().add([Task(name="gone"), Task(name="taken")])
+        with pytest.raises(taskqueue.TombstonedTaskError):
+            Queue().add([Task(name="taken"), Task(name="gone")])
+
+    def test_unnamed_tasks_of_a_batch_that_raised_have_their_names(self):
+        taskqueue.add(url="/x", name="taken")
+        batch = [Task(name=""), Task(name="taken"), Task()]
+        with pytest.raises(taskqueue.TaskAlreadyExistsError):
+            Queue().add(batch)
+        assert batch[0].was_enqueued and batch[2].was_enqueued
+        names = {batch[0].name, batch[2].name}
+        assert None not in names
+        assert set(TaskRecord.objects.values_list("name", flat=True)) == names | {"taken"}
 
 
 class TestTransactions:

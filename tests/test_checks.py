@@ -30,6 +30,7 @@ GOOD = {
     "REST_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
     "REST_LEASE_RATE": "600/m",
     "DELIVERY_HOST": "tasks.example.com",
+    "DEFAULT_VERSION_HOSTNAME": "my-app.example.com",
     "SIGNATURE_MAX_AGE_SECONDS": 60,
     "SUMMARY_INTERVAL_SECONDS": 300,
     "RESCUE_INTERVAL_SECONDS": 5,
@@ -150,7 +151,6 @@ def test_e004_not_on_a_good_yaml() -> None:
     [
         ["mail"],
         {"mail": {"rate": "fast"}},
-        {"default": {"mode": "pull"}},
         {"work": {"mode": "pull", "rate": "1/s"}},
     ],
 )
@@ -291,3 +291,8 @@ def test_statistics_settings_are_checked(settings):
     assert message.id == "django_taskqueue.E071" and message.hint
     settings.TASKQUEUE = {"METRICS_TOKEN": "x" * 32, "STATS_FLUSH_INTERVAL_SECONDS": 5}
     assert check_statistics() == []
+
+
+@pytest.mark.parametrize("hostname", ["", "https://my-app.example.com", "my-app.example.com/x", 5])
+def test_e030_default_version_hostname(hostname: Any) -> None:
+    assert ids(run_checks(DEFAULT_VERSION_HOSTNAME=hostname)) == ["django_taskqueue.E030"]

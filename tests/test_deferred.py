@@ -12,7 +12,7 @@ from django.test import override_settings
 from django_taskqueue import callables, deferred, taskqueue
 from django_taskqueue.dispatch import direct
 from django_taskqueue.dispatch.sweeps import Pruner
-from django_taskqueue.models import TaskRecord
+from django_taskqueue.models import DeferredPayload, TaskRecord
 from django_taskqueue.testing import run_tasks
 from tests import deferred_targets as targets
 from tests.conftest import run_burst_worker
@@ -245,17 +245,80 @@ def test_transactional_defer_follows_the_transaction():
     assert list(TaskRecord.objects.values_list("name", flat=True)) == [kept.name]
 
 
-def test_payload_over_the_push_limit_stays_in_the_row_and_the_transaction():
+def test_payload_over_the_push_limit_goes_to_a_side_table_in_the_transaction():
+    # As App Engine: the call is stored aside and the task runs `run_from_datastore(key)`.
+    # Here the stored call and the task commit or roll back together.
     data = "x" * (taskqueue.MAX_PUSH_TASK_SIZE_BYTES + 1000)
     with pytest.raises(RuntimeError), transaction.atomic():
         deferred.defer(targets.big_len, data)
         raise RuntimeError
     assert not TaskRecord.objects.exists()
+    assert not DeferredPayload.objects.exists()
     with transaction.atomic():
         task = deferred.defer(targets.big_len, data)
-    assert len(_row(task).payload) > taskqueue.MAX_PUSH_TASK_SIZE_BYTES
+    assert len(_row(task).payload) < 1000
+    [stored] = DeferredPayload.objects.all()
+    assert (stored.queue_name, stored.task_name) == ("default", task.name)
+    kind, body = callables.verify(bytes(_row(task).payload))
+    assert b"run_from_datastore" in body and str(stored.key).encode() in body
     run_tasks()
     assert deferred.get_result(task.name).return_value == len(data)
+    # Deleted once the call succeeded.
+    assert not DeferredPayload.objects.exists()
+
+
+def test_a_failed_large_call_keeps_its_payload_until_its_task_is_pruned(frozen_clock):
+    data = "y" * (taskqueue.MAX_PUSH_TASK_SIZE_BYTES + 1)
+    task = deferred.defer(targets.big_permanent_failure, data)
+    run_tasks()
+    assert deferred.get_result(task.name).status == FAILED
+    assert DeferredPayload.objects.count() == 1
+    Pruner("default", 60).run(frozen_clock.now() + datetime.timedelta(days=40))
+    assert not TaskRecord.objects.exists()
+    assert not DeferredPayload.objects.exists()
+
+
+def test_run_from_datastore_of_a_missing_call_is_a_permanent_failure():
+    with pytest.raises(deferred.PermanentTaskFailure):
+        deferred.run_from_datastore("00000000-0000-0000-0000-000000000000")
+    with pytest.raises(deferred.PermanentTaskFailure):
+        deferred.run_from_datastore("not-a-key")
+
+
+def test_serialize_and_run_are_inverse():
+    assert deferred.run(deferred.serialize(targets.add, 2, 3)) == 5
+    assert deferred.run(deferred.serialize(pow, 2, 10)) == 1024
+    assert deferred.run(deferred.serialize(deferred.invoke_member, "abc", "upper")) == "ABC"
+    with pytest.raises(deferred.InvalidCallableError):
+        deferred.serialize(lambda: None)
+    # What App Engine's defer raises there on Python 3 (pickle's AttributeError).
+    with pytest.raises(AttributeError):
+        deferred.serialize(lambda: None)
+
+
+def test_defer_sets_app_engines_headers_and_keeps_directives():
+    task = deferred.defer(targets.add, 1, 2, _headers={"X-AppEngine-FailFast": "true"})
+    assert task.headers["content-type"] == "application/octet-stream"
+    assert task.headers["X-AppEngine-FailFast"] == "true"
+    assert task.url == deferred.DEFAULT_URL
+    replaced = deferred.defer(targets.add, 1, 2, _headers={"Content-Type": "text/plain"})
+    assert replaced.headers["Content-Type"] == "text/plain"
+
+
+def test_error_is_the_base_of_both_failures():
+    assert issubclass(deferred.PermanentTaskFailure, deferred.Error)
+    assert issubclass(deferred.SingularTaskFailure, deferred.Error)
+
+
+def test_set_log_level_changes_the_level_of_the_request_log(caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="django_taskqueue")
+    try:
+        deferred.set_log_level(logging.WARNING)
+        assert deferred._log_level == logging.WARNING
+    finally:
+        deferred.set_log_level(logging.INFO)
 
 
 # -- failures ---------------------------------------------------------------------------------

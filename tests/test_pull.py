@@ -158,14 +158,20 @@ class TestLeaseLimit:
         with pytest.raises(taskqueue.TombstonedTaskError):
             queue.add(pull(name="limited"))
 
-    def test_task_options_replace_the_queues(self, frozen_clock):
+    def test_a_pull_tasks_own_options_are_not_sent(self, frozen_clock):
+        # App Engine's client sends retry options for push tasks only: a pull task follows
+        # its queue's task_retry_limit (2 leases) whatever it was given.
         queue = Queue("pull-limited")
         options = taskqueue.TaskRetryOptions(task_retry_limit=0)
-        queue.add(pull(name="never", retry_options=options))
-        queue.add(pull(name="forever", retry_options=taskqueue.TaskRetryOptions(max_doublings=1)))
-        for _ in range(4):
-            assert [t.name for t in queue.lease_tasks(0, 10)] == ["forever"]
-        assert TaskRecord.objects.get(name="never").state == TaskState.FAILED
+        queue.add(pull(name="given-0", retry_options=options))
+        queue.add(
+            pull(name="given-9", retry_options=taskqueue.TaskRetryOptions(task_retry_limit=9))
+        )
+        for _ in range(2):
+            assert sorted(t.name for t in queue.lease_tasks(0, 10)) == ["given-0", "given-9"]
+        assert queue.lease_tasks(0, 10) == []
+        rows = TaskRecord.objects.filter(name__startswith="given-")
+        assert {(r.state, r.retry_options) for r in rows} == {(TaskState.FAILED, None)}
 
 
 class TestModifyLease:

@@ -379,11 +379,10 @@ def test_queues_dict_errors(mapping: Any, fragment: str) -> None:
         parse_queue_definitions(mapping)
 
 
-def test_default_as_pull_is_an_error() -> None:
-    assert "default queue cannot be a pull queue" in queue_error({"mode": "pull"}, "default")
-    assert "default queue cannot be a pull queue" in yaml_error(
-        "queue:\n- name: default\n  mode: pull\n"
-    )
+def test_default_may_be_a_pull_queue_when_declared_so() -> None:
+    # App Engine accepts `- name: default / mode: pull` in queue.yaml.
+    queues = parse_queue_definitions({"default": {"mode": "pull"}})
+    assert queues["default"].is_pull
 
 
 # Loading through the settings ------------------------------------------------------------------

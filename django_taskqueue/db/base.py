@@ -94,6 +94,10 @@ class TaskStore(ClaimVerbs):
         """Give a claimed task that never started back to its queue, due at `eta` again."""
         return bool(self._held(key).update(state=TaskState.QUEUED, eta=eta, worker_id=None))
 
+    def extend_claim(self, key: ClaimKey, lease_until: datetime.datetime) -> bool:
+        """Move a running task's lease to `lease_until`; False if no longer the claim's."""
+        return bool(self._held(key).update(eta=lease_until))
+
     def _held(self, key: ClaimKey) -> QuerySet[TaskRecord]:
         """The task row, only while it is RUNNING under the claim `key`."""
         rows = self.tasks().filter(

@@ -26,6 +26,7 @@ INSERT_COLUMNS = (
     "retry_options",
     "enqueued_at",
     "errors",
+    "dispatch_deadline_usec",
 )
 
 #: Columns a lease reads to build the returned `Task` objects.
@@ -61,6 +62,7 @@ CLAIM_COLUMNS = (
     "errors",
     "enqueued_at",
     "priority",
+    "dispatch_deadline_usec",
 )
 
 #: Columns the rescuer reads of a claim whose lease expired.
@@ -101,6 +103,7 @@ class TaskRow:
     retry_count: int = 0
     execution_count: int = 0
     errors: list[Any] = field(default_factory=list)
+    dispatch_deadline_usec: int | None = None
 
     def values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, column) for column in INSERT_COLUMNS)
@@ -132,6 +135,14 @@ class ClaimedTask:
     lease_until: datetime.datetime | None = None
     enqueued_at: datetime.datetime | None = None
     priority: int = 0
+    #: The task's own attempt deadline (`Task.dispatch_deadline_usec`), or None.
+    dispatch_deadline_usec: int | None = None
+
+    def deadline_seconds(self, default: float) -> float:
+        """Return the deadline of this attempt: the task's own, else `default`."""
+        if self.dispatch_deadline_usec is None:
+            return default
+        return self.dispatch_deadline_usec / 1_000_000
 
     @property
     def attempt(self) -> int:
@@ -175,6 +186,7 @@ class ClaimedTask:
             lease_until=lease_until,
             enqueued_at=row["enqueued_at"],
             priority=row["priority"],
+            dispatch_deadline_usec=row.get("dispatch_deadline_usec"),
         )
 
 

@@ -81,6 +81,21 @@ def eta_header(eta: datetime.datetime) -> str:
     return f"{eta.timestamp():.6f}"
 
 
+_QUEUE_SET_HEADERS = frozenset(
+    name.lower()
+    for name in (
+        "X-AppEngine-QueueName",
+        "X-AppEngine-TaskName",
+        "X-AppEngine-TaskRetryCount",
+        "X-AppEngine-TaskExecutionCount",
+        "X-AppEngine-TaskETA",
+        "X-AppEngine-TaskPreviousResponse",
+        "X-AppEngine-TaskRetryReason",
+        security.SIGNATURE_HEADER,
+    )
+)
+
+
 def task_headers(task: ClaimedTask, path_prefix: str = "") -> dict[str, str]:
     """Return the headers of an attempt: the task's own, App Engine's and the signature.
 
@@ -89,7 +104,9 @@ def task_headers(task: ClaimedTask, path_prefix: str = "") -> dict[str, str]:
     """
     headers: dict[str, str] = {}
     for key, value in task.headers:
-        headers[key] = value
+        # The caller's X-AppEngine-* directives pass; the headers the queue sets do not.
+        if key.lower() not in _QUEUE_SET_HEADERS:
+            headers[key] = value
     if task.payload is not None and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = "application/octet-stream"
     headers["X-AppEngine-QueueName"] = task.queue_name
@@ -239,7 +256,15 @@ class Deliverer:
         except Exception as e:  # a bug of ours, not the task's: still a failed attempt
             outcome = _failure_from_exception(e, status_code=None)
         outcome.duration = clock.monotonic() - started
-        if outcome.succeeded and not base_url and outcome.duration > self.deadline_seconds:
+        deadline = task.deadline_seconds(self.deadline_seconds)
+        if outcome.succeeded and not base_url and outcome.duration > deadline:
+            logger.warning(
+                "event=deadline_overrun queue=%s task=%s deadline=%.3f duration=%.3f",
+                task.queue_name,
+                task.name,
+                deadline,
+                outcome.duration,
+            )
             outcome.succeeded = False
             outcome.reason = "deadline exceeded"
         return outcome
@@ -250,7 +275,11 @@ class Deliverer:
         passage.add_csrf_pair(headers, base)
         try:
             response = self.client.request(
-                task.method, base + task.url, headers=headers, content=task.payload
+                task.method,
+                base + task.url,
+                headers=headers,
+                content=task.payload,
+                timeout=task.deadline_seconds(self.deadline_seconds),
             )
         except httpx.TimeoutException as e:
             return Outcome(False, reason="deadline exceeded", error=e)

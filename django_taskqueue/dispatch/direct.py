@@ -19,11 +19,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class PermanentTaskFailure(Exception):
+class Error(Exception):
+    """Base of the failures a direct call raises on purpose (App Engine's `deferred.Error`)."""
+
+
+class PermanentTaskFailure(Error):
     """The task failed and must not be retried."""
 
 
-class SingularTaskFailure(Exception):
+class SingularTaskFailure(Error):
     """The task failed this once: retry it without reporting an error."""
 
 

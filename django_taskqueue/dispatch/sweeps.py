@@ -102,7 +102,11 @@ class Pruner(Sweep):
             cutoff = now - datetime.timedelta(seconds=retention)
             pruned += tasks.prune(states, cutoff, self.limit, self.max_batches)
         if pruned:
-            logger.info("event=pruned tasks=%s", pruned)
+            from ..deferred import prune_payloads
+
+            # Large deferred calls live beside their tasks: they go with them.
+            payloads = prune_payloads()
+            logger.info("event=pruned tasks=%s deferred_payloads=%s", pruned, payloads)
         return pruned
 
 

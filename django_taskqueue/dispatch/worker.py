@@ -21,6 +21,7 @@ errors are logged and retried with a growing pause; they never end the worker.
 
 from __future__ import annotations
 
+import datetime
 import logging
 import os
 import signal
@@ -313,11 +314,17 @@ class Worker:
         self.executor.submit(task, config)
 
     def _run_attempt(self, task: ClaimedTask, config: QueueConfig) -> None:
-        if self._stop_requested or self._lease_too_short(task):
+        if self._stop_requested or (
+            task.dispatch_deadline_usec is None and self._lease_too_short(task)
+        ):
             self._with_db_retries(lambda: self.recorder.release(task))
             with self._claimed_lock:
                 self._claimed -= 1
             return
+        if task.dispatch_deadline_usec is not None and self._lease_too_short(task):
+            # The task's own deadline outlasts the claim's lease: lengthen this task's lease
+            # so that the rescuer leaves it alone for the whole attempt.
+            self._with_db_retries(lambda: self._lengthen_lease(task))
         if self.batcher.overdue():
             # Slow attempts behind fast ones: write the waiting successes first, long before
             # their claim's lease could run out.
@@ -380,7 +387,16 @@ class Worker:
         if task.lease_until is None:
             return False
         remaining = (task.lease_until - clock.now()).total_seconds()
-        return remaining < self.deadline_seconds
+        return remaining < task.deadline_seconds(self.deadline_seconds)
+
+    def _lengthen_lease(self, task: ClaimedTask) -> None:
+        """Extend a running task's lease to cover its own deadline plus the margin."""
+        margin = self.lease_seconds - self.deadline_seconds
+        lease_until = clock.now() + datetime.timedelta(
+            seconds=task.deadline_seconds(self.deadline_seconds) + margin
+        )
+        store(self.alias).extend_claim(task.key, lease_until)
+        task.lease_until = lease_until
 
     def _with_db_retries(self, function: Callable[[], T]) -> T:
         return with_db_retries(self.alias, self.worker_id, function)

@@ -205,7 +205,7 @@ def _decode_cursor(cursor: str) -> tuple[datetime.datetime, str]:
         eta = parse_datetime(eta_text)
         if eta is None or eta.tzinfo is None or not isinstance(name, str):
             raise ValueError(cursor)
-        Task(name=name, method="PULL")  # a cursor names a task: no NUL or other oddity
+        Task(b"", name=name, method="PULL")  # a cursor names a task: no NUL or other oddity
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError, InvalidTaskNameError):
         raise ValidationError({"cursor": ["Invalid cursor."]}) from None
     return eta, name
@@ -354,7 +354,7 @@ class ModifyLeaseView(QueueAPIView):
     )
     def post(self, request: Request, queue: str, name: str) -> Response:
         data = self.validated(serializers.ModifyLeaseSerializer, request.data)
-        task = Task(name=name, eta=data["eta"], method="PULL")
+        task = Task(b"", name=name, eta=data["eta"], method="PULL")
         self.queue.modify_task_lease(task, data["lease_seconds"])
         return Response(serializers.LeaseSerializer({"name": task.name, "eta": task.eta}).data)
 

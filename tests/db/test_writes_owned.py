@@ -30,8 +30,11 @@ pytestmark = pytest.mark.django_db
 PACKAGE_DIR = Path(django_taskqueue.__file__).resolve().parent
 STORE_DIR = PACKAGE_DIR / "db"
 TABLE = TaskRecord._meta.db_table
+# A write whose target is the task table (a subquery that only reads it is not one), or a
+# statement whose target cannot be read off its start (a CTE, a prepared statement).
 WRITE = re.compile(
-    rf"^\s*(INSERT\s+(IGNORE\s+)?INTO|UPDATE|DELETE\s+FROM|WITH|EXECUTE|PREPARE)\b.*{TABLE}",
+    rf"^\s*((INSERT\s+(IGNORE\s+)?INTO|UPDATE|DELETE\s+FROM)\s+[`\"]?{TABLE}[`\"]?\s"
+    rf"|(WITH|EXECUTE|PREPARE)\b.*{TABLE})",
     re.IGNORECASE | re.DOTALL,
 )
 
