@@ -581,7 +581,7 @@ class FailingAuthentication:
 def test_an_unforeseen_error_is_still_json(client, settings, caplog):
     settings.TASKQUEUE = {
         **settings.TASKQUEUE,
-        "REST_AUTHENTICATION_CLASSES": ["tests.test_rest.FailingAuthentication"],
+        "REST_AUTHENTICATION_CLASSES": ["tests.rest.test_rest.FailingAuthentication"],
     }
     with caplog.at_level("ERROR", logger="django_taskqueue"):
         response = client.get(url("queues"), headers={"Authorization": "Token abc"})
