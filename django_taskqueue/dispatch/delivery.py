@@ -168,8 +168,10 @@ def _worker_owned_connections() -> Iterator[None]:
         with _owned_lock:
             _owned_depth -= 1
             if _owned_depth == 0:
-                signals.request_started.connect(close_old_connections)
-                signals.request_finished.connect(close_old_connections)
+                # weak=False: a weak connect leaves a `weakref.finalize` hook that disconnect()
+                # never frees, about a kilobyte per attempt over a worker's life.
+                signals.request_started.connect(close_old_connections, weak=False)
+                signals.request_finished.connect(close_old_connections, weak=False)
         for connection in connections.all(initialized_only=True):
             if connection.connection is None or connection.in_atomic_block:
                 continue
