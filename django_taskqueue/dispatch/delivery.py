@@ -95,6 +95,10 @@ def task_headers(task: ClaimedTask, path_prefix: str = "") -> dict[str, str]:
     """
     headers: dict[str, str] = {}
     for key, value in task.headers:
+        # One header per name whatever its case: two spellings would reach the handler
+        # joined into one value, which is not what was signed.
+        for existing in [k for k in headers if k.lower() == key.lower()]:
+            del headers[existing]
         headers[key] = value
     if task.payload is not None and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = "application/octet-stream"
@@ -116,6 +120,7 @@ def task_headers(task: ClaimedTask, path_prefix: str = "") -> dict[str, str]:
         method=task.method,
         path=path_prefix + task.url,
         body=task.payload,
+        headers=headers,
     )
     return headers
 
