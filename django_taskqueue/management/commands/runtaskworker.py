@@ -6,6 +6,7 @@ import logging
 import sys
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
 from ...dispatch.worker import Worker
@@ -74,7 +75,8 @@ class Command(BaseCommand):
                 poll_interval_seconds=options["poll_interval"],
                 install_signal_handlers=True,
             )
-        except Error as e:
+        except (Error, ImproperlyConfigured) as e:
+            # A broken queue.yaml or QUEUES (when checks were skipped): one line, no traceback.
             raise CommandError(str(e)) from e
         worker.run()
 
