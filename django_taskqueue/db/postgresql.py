@@ -436,7 +436,10 @@ def _claim_sql(columns: tuple[str, ...], with_bucket: bool) -> PreparedSQL:
         # Written on every claim of a queue not paused, empty or not, as in the transaction.
         body += (
             f", bucket AS (UPDATE {state_table} AS s SET "
-            "tokens = st.tokens - (SELECT count(*) FROM claimed), tokens_at = %(now)s, "
+            # GREATEST: never back in time (a `now` read before the lock wait), so no
+            # second's tokens are handed out twice; it skips a NULL tokens_at.
+            "tokens = st.tokens - (SELECT count(*) FROM claimed), "
+            "tokens_at = GREATEST(s.tokens_at, %(now)s), "
             "enforced_rate = st.previous_rate + (SELECT count(*) FROM claimed) / %(tc)s, "
             "updated_at = %(now)s FROM st WHERE s.name = st.name AND NOT st.paused)"
         )
