@@ -134,7 +134,9 @@ class PostgreSQLOperations(Operations):
                         session.names.add(statement.name)
                     elif attempt == 0 and sqlstate == _NO_SUCH_STATEMENT and not just_prepared:
                         session.names.discard(statement.name)
-                    elif sqlstate == _NO_SUCH_STATEMENT:
+                    elif sqlstate in (_NO_SUCH_STATEMENT, _ALREADY_PREPARED):
+                        # Missing after a PREPARE, or there after an EXECUTE found it missing:
+                        # consecutive statements reach different server connections.
                         session.prepares = False
                         logger.warning(
                             "event=prepared_statements_off reason=%s",
