@@ -22,9 +22,10 @@ from rest_framework.parsers import JSONParser
 MAX_BODY_BYTES = 2 * 1024 * 1024
 MAX_DEPTH = 32
 
-# JSON strings (with their escapes), whose brackets do not nest anything.
-_STRING_RE = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_BRACKET_RE = re.compile(rb"[\[\]{}]")
+# The bytes that open or close a string or a level of nesting, and the escape character.
+_SPECIAL_RE = re.compile(rb'["\\\[\]{}]')
+_QUOTE, _BACKSLASH = ord('"'), ord("\\")
+_OPENING = (ord("["), ord("{"))
 
 
 class RequestTooLarge(APIException):
@@ -33,14 +34,35 @@ class RequestTooLarge(APIException):
     default_code = "request_too_large"
 
 
-def json_depth(body: bytes) -> int:
-    """Return how deep the arrays and objects of the JSON text `body` nest (0 for a scalar)."""
+def json_depth(body: bytes, stop_above: int | None = None) -> int:
+    """Return how deep the arrays and objects of the JSON text `body` nest (0 for a scalar).
+
+    One pass over the brackets, quotes and backslashes only (a regular expression over whole
+    strings would backtrack quadratically on a crafted body); brackets inside strings do not
+    count. With `stop_above`, returns as soon as the depth exceeds it.
+    """
     depth = deepest = 0
-    for match in _BRACKET_RE.finditer(_STRING_RE.sub(b'""', body)):
-        if match.group() in (b"[", b"{"):
+    in_string = False
+    escaped_at = -1
+    for match in _SPECIAL_RE.finditer(body):
+        at = match.start()
+        if at == escaped_at:
+            continue
+        char = body[at]
+        if in_string:
+            if char == _BACKSLASH:
+                escaped_at = at + 1
+            elif char == _QUOTE:
+                in_string = False
+        elif char == _QUOTE:
+            in_string = True
+        elif char in _OPENING:
             depth += 1
-            deepest = max(deepest, depth)
-        else:
+            if depth > deepest:
+                deepest = depth
+                if stop_above is not None and deepest > stop_above:
+                    return deepest
+        elif char != _BACKSLASH:
             depth -= 1
     return deepest
 
@@ -57,7 +79,7 @@ class LimitedJSONParser(JSONParser):
         body = stream.read(MAX_BODY_BYTES + 1) if stream is not None else b""
         if len(body) > MAX_BODY_BYTES:
             raise RequestTooLarge()
-        if json_depth(body) > MAX_DEPTH:
+        if json_depth(body, stop_above=MAX_DEPTH) > MAX_DEPTH:
             raise ParseError(
                 f"JSON parse error - arrays and objects nest deeper than {MAX_DEPTH} levels.",
                 code="json_too_deep",
