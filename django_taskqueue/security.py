@@ -121,7 +121,7 @@ def _message(
 
 def signed_headers(headers: Mapping[str, str]) -> list[tuple[str, str]]:
     """Return the (lower-case name, value) pairs of `headers` that a signature covers, sorted."""
-    signed = {}
+    signed: dict[str, str] = {}
     for name, value in headers.items():
         lower = name.lower()
         if lower not in _UNSIGNED_HEADERS and _SIGNABLE_NAME_RE.fullmatch(lower):
@@ -216,7 +216,7 @@ def verify(request: HttpRequest) -> TaskRequest | None:
         _SIGNABLE_NAME_RE.fullmatch(n) and n not in _UNSIGNED_HEADERS for n in names
     ):
         return None
-    covered = []
+    covered: list[tuple[str, str]] = []
     for name in sorted(names):
         header_value = request.META.get(_meta_key(name))
         if header_value is None:
