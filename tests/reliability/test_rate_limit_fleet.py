@@ -2,7 +2,8 @@
 
 Runs on every database. The bound is a correctness lower bound, not a speed figure: in any
 one-second window no more tasks are claimed (a token spent each) than the bucket plus a second
-of tokens, and the whole run takes at least the time the tokens need.
+of tokens (and a tenth more for the claims' clock readings), and the whole run takes at least
+the time the tokens need.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 WORKERS = 16
 TASKS = 300
 RATE, BUCKET = 40, 4
+LOCK_WAIT_ALLOWANCE_SECONDS = 0.1
 RATED = {"rated": {"rate": f"{RATE}/s", "bucket_size": BUCKET}}
 
 
@@ -70,10 +72,12 @@ def test_sixteen_workers_hold_a_global_rate(child_env, tmp_path, settings):
     span = claims[-1] - claims[0]
     print(
         f"{WORKERS} workers ({len(workers)} ran tasks): {TASKS} tasks claimed over {span:.2f} s; "
-        f"busiest second: {busiest_claims} claims (limit {BUCKET + RATE}), "
+        f"busiest second: {busiest_claims} claims (bucket + rate: {BUCKET + RATE}), "
         f"{busiest_starts} handler starts"
     )
-    assert busiest_claims <= BUCKET + RATE
+    # leased_at is read just before the claim waits for the queue's lock, so a stamp may be
+    # earlier than the token it spent by that wait: a tenth of a second is allowed for it.
+    assert busiest_claims <= BUCKET + RATE * (1 + LOCK_WAIT_ALLOWANCE_SECONDS)
     assert span >= (TASKS - BUCKET) / RATE - 0.05
     assert len(workers) > 1
 
