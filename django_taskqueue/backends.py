@@ -23,6 +23,7 @@ from typing import Any
 
 from django.apps import apps
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.dateparse import parse_datetime
 from django.utils.module_loading import import_string
 
@@ -168,6 +169,10 @@ class TaskQueueBackend(BaseTaskBackend):
                 problem = "a pull queue" if taskqueue.Queue(name).config.is_pull else None
             except taskqueue.Error:
                 problem = "not a queue of TASKQUEUE"
+            except ImproperlyConfigured:
+                # The queue configuration itself is broken: django_taskqueue's own checks
+                # (E003-E005) say how; no queue can be judged until it is fixed.
+                break
             if problem is not None:
                 messages.append(
                     checks.Error(

@@ -51,6 +51,16 @@ Registered on import (`AppConfig.ready` imports this module). Ids are stable:
   task requests over HTTP (CSRF), since only the middleware can exempt them there.
 * `django_taskqueue.E030` -- `DEFAULT_VERSION_HOSTNAME` is neither None nor a host name
   (no scheme, no path).
+* `django_taskqueue.E050` -- `LEASE_MARGIN_SECONDS` is under a second: a claimed task's lease
+  no longer covers its deadline by the time it starts, so the worker gives every claim back
+  and runs nothing.
+* `django_taskqueue.E051` -- `POLL_INTERVAL_SECONDS` is under 0.01 s, or
+  `RESCUE_INTERVAL_SECONDS` / `PRUNE_INTERVAL_SECONDS` under 0.1 s: the worker would query
+  the database in a tight loop.
+* `django_taskqueue.E052` -- a duration setting is longer than ten years: the dates computed
+  from it leave what Python and the databases can store.
+* `django_taskqueue.E053` -- `DEFAULT_DEADLINE_SECONDS` or `SIGNATURE_MAX_AGE_SECONDS` is under
+  a second: every attempt would overrun its deadline, or every HTTP task request be refused.
 * `django_taskqueue.E020`, `E021` -- reported by `backends.TaskQueueBackend.check()` (through
   Django's Tasks framework): the app is not installed; a name in `TASKS[...]["QUEUES"]` is not a
   push queue.
@@ -200,7 +210,11 @@ def check_database(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any
 def _target_url_problem(url: Any) -> str | None:
     if not isinstance(url, str):
         return f"is {type(url).__name__}, not a URL string"
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  (raises for a port out of range or not a number)
+    except ValueError as e:
+        return f"is not a valid URL ({e})"
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return "is not an http:// or https:// URL with a host"
     if parts.query or parts.fragment:
@@ -648,4 +662,90 @@ def check_rest_authentication(
                         id=_ID + "E042",
                     )
                 )
+    return messages
+
+
+#: The shortest lease margin a worker can work with (see E050).
+MIN_LEASE_MARGIN_SECONDS = 1.0
+#: The shortest pauses between the worker's database looks (see E051).
+MIN_LOOP_SECONDS = {
+    "POLL_INTERVAL_SECONDS": 0.01,
+    "RESCUE_INTERVAL_SECONDS": 0.1,
+    "PRUNE_INTERVAL_SECONDS": 0.1,
+}
+#: The longest duration setting: ten years (see E052).
+MAX_DURATION_SECONDS = 10 * 365 * 86400
+_DURATIONS = (
+    "TOMBSTONE_SECONDS",
+    "FINISHED_RETENTION_SECONDS",
+    "FAILED_RETENTION_SECONDS",
+    "DEFAULT_DEADLINE_SECONDS",
+    "LEASE_MARGIN_SECONDS",
+    "SIGNATURE_MAX_AGE_SECONDS",
+    "POLL_INTERVAL_SECONDS",
+    "SUMMARY_INTERVAL_SECONDS",
+    "RESCUE_INTERVAL_SECONDS",
+    "PRUNE_INTERVAL_SECONDS",
+)
+
+
+@register()
+def check_workable_durations(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
+    """Check durations that are valid numbers but cannot work (E050, E051, E052, E053).
+
+    Values that are not numbers, or negative, are E009/E011/E014's; these checks judge only
+    numbers those let through.
+    """
+    if _user_settings() is None:
+        return []
+    messages: list[CheckMessage] = []
+    margin = taskqueue_settings.LEASE_MARGIN_SECONDS
+    if _is_number(margin) and 0 <= margin < MIN_LEASE_MARGIN_SECONDS:
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['LEASE_MARGIN_SECONDS'] is {margin!r}: a claimed task must "
+                "still have its whole deadline ahead when it starts, so a margin under "
+                f"{MIN_LEASE_MARGIN_SECONDS:g} s makes the worker give back every task it "
+                "claims and run none.",
+                hint=f"Set it to {MIN_LEASE_MARGIN_SECONDS:g} or more; the default is "
+                f"{DEFAULTS['LEASE_MARGIN_SECONDS']:g}.",
+                id=_ID + "E050",
+            )
+        )
+    for name, minimum in MIN_LOOP_SECONDS.items():
+        value = getattr(taskqueue_settings, name)
+        if _is_number(value) and 0 < value < minimum:
+            messages.append(
+                Error(
+                    f"{SETTING_NAME}[{name!r}] is {value!r}: under {minimum:g} s the worker "
+                    "queries the database in a tight loop.",
+                    hint=f"Set it to {minimum:g} or more; the default is {DEFAULTS[name]:g}.",
+                    id=_ID + "E051",
+                )
+            )
+    for name in _DURATIONS:
+        value = getattr(taskqueue_settings, name)
+        if _is_number(value) and value > MAX_DURATION_SECONDS:
+            messages.append(
+                Error(
+                    f"{SETTING_NAME}[{name!r}] is {value!r} seconds, more than ten years: "
+                    "the dates computed from it cannot be stored.",
+                    hint=f"Set it to at most {MAX_DURATION_SECONDS} ({MAX_DURATION_SECONDS // 86400} "
+                    f"days); the default is {DEFAULTS[name]:g}.",
+                    id=_ID + "E052",
+                )
+            )
+    for name, why in (
+        ("DEFAULT_DEADLINE_SECONDS", "every attempt would overrun its deadline"),
+        ("SIGNATURE_MAX_AGE_SECONDS", "task requests over HTTP would arrive already expired"),
+    ):
+        value = getattr(taskqueue_settings, name)
+        if _is_number(value) and 0 < value < 1:
+            messages.append(
+                Error(
+                    f"{SETTING_NAME}[{name!r}] is {value!r}: under a second, {why}.",
+                    hint=f"Set it to 1 or more; the default is {DEFAULTS[name]:g}.",
+                    id=_ID + "E053",
+                )
+            )
     return messages

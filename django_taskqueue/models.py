@@ -236,3 +236,24 @@ class DeferredPayload(models.Model):
 
     def __str__(self) -> str:
         return f"{self.queue_name}/{self.task_name or self.key}"
+
+
+class UsedSignature(models.Model):
+    """A task request signature that a web process has accepted once, and will not again.
+
+    Written by `security.verify` when it accepts an HTTP task request, on the queue's database
+    so every web process sees it; the primary key makes a second acceptance of the same
+    signature fail, even from two processes at the same instant. A row is useless once its
+    signature is too old to verify (`SIGNATURE_MAX_AGE_SECONDS` after `signed_at`), and
+    `verify` deletes such rows from time to time.
+    """
+
+    mac = models.CharField(max_length=64, primary_key=True)
+    signed_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        verbose_name = _("used signature")
+        verbose_name_plural = _("used signatures")
+
+    def __str__(self) -> str:
+        return self.mac

@@ -22,6 +22,13 @@ Decisions where App Engine's parser is looser or service-specific:
   uses it for inserting into push queues (writer_email) and reading them (user_email).
 * App Engine's service quotas (500/s, bucket 500, 100 queues) are not enforced: they were
   limits of Google's service, not of the queue model.
+* Numbers a database column or a date cannot hold are errors: integers (`bucket_size`,
+  `max_concurrent_requests`, `task_retry_limit`, `max_doublings`) and seconds (`task_age_limit`,
+  the backoffs) at most `MAX_CONFIG_NUMBER` (2**31 - 1, 68 years in seconds), a finite `rate`.
+* `acl` entries must be e-mail addresses (Django's `validate_email`): the REST API compares
+  them with users' addresses, and anything else would never match.
+* The file must be UTF-8 (YAML's encoding); another encoding is a configuration error that
+  names the file, as is YAML nested too deeply to parse.
 * Unknown directives are errors, as in App Engine's parser; the root keys `application` and
   `resume_paused_queues` are accepted and ignored.
 
@@ -40,8 +47,9 @@ from decimal import Decimal
 from typing import Any
 
 import yaml
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.signals import setting_changed
+from django.core.validators import validate_email
 
 from . import exceptions
 from .conf import SETTING_NAME, taskqueue_settings
@@ -75,6 +83,9 @@ _QUEUE_DIRECTIVES = frozenset(
 _PUSH_ONLY_DIRECTIVES = ("rate", "bucket_size", "max_concurrent_requests", "target")
 _ROOT_KEYS = frozenset({"queue", "total_storage_limit", "application", "resume_paused_queues"})
 _ACL_KEYS = ("user_email", "writer_email")
+#: The largest integer or number of seconds a directive takes: what every database's INTEGER
+#: column holds, and 68 years as a delay.
+MAX_CONFIG_NUMBER = 2**31 - 1
 
 
 class QueueConfigurationError(ValueError):
@@ -157,6 +168,8 @@ def parse_queue_yaml(text: str, *, source: str = "queue.yaml") -> QueueYaml:
         root = yaml.load(text, Loader=_StringScalarLoader)
     except yaml.YAMLError as e:
         raise QueueConfigurationError(f"{source}: not valid YAML: {e}") from e
+    except RecursionError as e:
+        raise QueueConfigurationError(f"{source}: not valid YAML: nested too deeply") from e
     if root is None:
         raise QueueConfigurationError(f"{source}: empty queue configuration")
     if not isinstance(root, dict):
@@ -289,7 +302,12 @@ def _parse_rate(value: Any, where: str) -> tuple[float, str]:
     number, unit = match.groups()
     if number is None:
         return 0.0, value.strip()
-    return float(number) / _PER_UNIT[unit], value.strip()
+    rate = float(number) / _PER_UNIT[unit]
+    if rate > MAX_CONFIG_NUMBER:
+        raise QueueConfigurationError(
+            f'{where}: rate "{value}" is invalid: at most {MAX_CONFIG_NUMBER} per second'
+        )
+    return rate, value.strip()
 
 
 def _parse_int(value: Any, where: str, directive: str, *, minimum: int) -> int:
@@ -303,6 +321,10 @@ def _parse_int(value: Any, where: str, directive: str, *, minimum: int) -> int:
     if number < minimum:
         raise QueueConfigurationError(
             f"{where}: {directive} must be at least {minimum}, got {number}"
+        )
+    if number > MAX_CONFIG_NUMBER:
+        raise QueueConfigurationError(
+            f"{where}: {directive} must be at most {MAX_CONFIG_NUMBER}, got {number}"
         )
     return number
 
@@ -320,6 +342,10 @@ def _parse_float(value: Any, where: str, directive: str) -> float:
         raise QueueConfigurationError(f"{where}: {directive} {value!r} is not a number")
     if number < 0:
         raise QueueConfigurationError(f"{where}: {directive} must not be negative, got {value}")
+    if number > MAX_CONFIG_NUMBER:
+        raise QueueConfigurationError(
+            f"{where}: {directive} must be at most {MAX_CONFIG_NUMBER} seconds, got {value}"
+        )
     return number
 
 
@@ -355,6 +381,11 @@ def _parse_retry_parameters(value: Any, where: str) -> RetryParameters | None:
             options["task_age_limit"] = parse_age_limit(value["task_age_limit"])
         except ValueError as e:
             raise QueueConfigurationError(f"{where}: retry_parameters.{e}") from e
+        if options["task_age_limit"] > MAX_CONFIG_NUMBER:
+            raise QueueConfigurationError(
+                f"{where}: retry_parameters.task_age_limit must be at most "
+                f"{MAX_CONFIG_NUMBER} seconds, got {value['task_age_limit']!r}"
+            )
     for directive in ("min_backoff_seconds", "max_backoff_seconds"):
         if value.get(directive) is not None:
             options[directive] = _parse_float(
@@ -402,11 +433,21 @@ def _parse_acl(value: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]
                 "'- writer_email: <email>'"
             )
         for key, email in entry.items():
-            if not isinstance(email, str) or not email.strip():
-                raise QueueConfigurationError(f"{where}: acl {key} {email!r} is not an email")
+            if not isinstance(email, str) or not _is_email(email.strip()):
+                raise QueueConfigurationError(
+                    f"{where}: acl {key} {email!r} is not an e-mail address"
+                )
             if email.strip() not in found[key]:
                 found[key].append(email.strip())
     return tuple(found["user_email"]), tuple(found["writer_email"])
+
+
+def _is_email(text: str) -> bool:
+    try:
+        validate_email(text)
+    except ValidationError:
+        return False
+    return True
 
 
 def _parse_storage_limit(value: Any, source: str) -> int:
@@ -430,8 +471,15 @@ def load_queue_yaml(path: str | os.PathLike[str]) -> QueueYaml:
 
     Raises `OSError` when the file cannot be read, `QueueConfigurationError` when it is malformed.
     """
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise QueueConfigurationError(
+            f"{os.fspath(path)}: not UTF-8 text (byte {e.start}: {data[e.start : e.start + 1]!r}); "
+            "save the file as UTF-8"
+        ) from e
     return parse_queue_yaml(text, source=os.fspath(path))
 
 

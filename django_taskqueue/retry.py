@@ -65,7 +65,8 @@ class RetryParameters:
             kinds = (int, float) if name in _FLOATS else int
             if isinstance(value, bool) or not isinstance(value, kinds):
                 raise InvalidTaskRetryOptionsError(f"{name} must be a number, got {value!r}")
-            if not math.isfinite(value) or value < 0:
+            # An int is finite however large (and math.isfinite would overflow on it).
+            if (isinstance(value, float) and not math.isfinite(value)) or value < 0:
                 raise InvalidTaskRetryOptionsError(
                     f"{name} must be a finite number, not negative, got {value!r}"
                 )

@@ -25,7 +25,16 @@ def running_task(frozen_clock):
     return TaskRecord.objects.get(name="sig")
 
 
-def signed_request(task, *, attempt=3, body=b"body", path="/protected", method="POST", **extra):
+def signed_request(
+    task, *, attempt=3, body=b"body", path="/protected", method="POST", headers=None, **extra
+):
+    """Return a request signed as the worker signs one; `headers` are sent and signed."""
+    sent = {
+        "X-AppEngine-QueueName": task.queue_name,
+        "X-AppEngine-TaskName": task.name,
+        "Content-Type": "application/octet-stream",
+        **(headers or {}),
+    }
     signature = sign(
         queue_name=task.queue_name,
         task_name=task.name,
@@ -34,15 +43,21 @@ def signed_request(task, *, attempt=3, body=b"body", path="/protected", method="
         method=method,
         path=path,
         body=body,
+        headers=sent,
     )
-    headers = {
-        "HTTP_X_APPENGINE_QUEUENAME": task.queue_name,
-        "HTTP_X_APPENGINE_TASKNAME": task.name,
-        "HTTP_X_TASKQUEUE_SIGNATURE": signature,
-        **extra,
+    meta = {
+        security._meta_key(name): value for name, value in sent.items() if name != "Content-Type"
     }
     factory = RequestFactory()
-    return factory.generic(method, path, body, content_type="application/octet-stream", **headers)
+    return factory.generic(
+        method,
+        path,
+        body,
+        content_type=sent["Content-Type"],
+        HTTP_X_TASKQUEUE_SIGNATURE=signature,
+        **meta,
+        **extra,
+    )
 
 
 class TestVerify:
@@ -118,7 +133,7 @@ class TestMiddleware:
         assert request.taskqueue_task is None
 
     def test_keeps_headers_of_a_signed_task_request(self, running_task):
-        request = signed_request(running_task, HTTP_X_APPENGINE_TASKRETRYCOUNT="2")
+        request = signed_request(running_task, headers={"X-AppEngine-TaskRetryCount": "2"})
         TaskHeaderMiddleware(self.view)(request)
         assert request.seen["X-Appengine-Queuename"] == "default"
         assert request.seen["X-Appengine-Taskretrycount"] == "2"

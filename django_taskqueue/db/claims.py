@@ -196,7 +196,9 @@ class ClaimVerbs:
                 state.enforced_rate, state.tokens_at, now, len(rows)
             )
             state.tokens = tokens
-            state.tokens_at = now
+            # Never back in time: a claim whose `now` was read before it waited for the lock
+            # would otherwise hand the next claim the same seconds' tokens a second time.
+            state.tokens_at = now if state.tokens_at is None else max(state.tokens_at, now)
             state.updated_at = now
             state.save(update_fields=["tokens", "tokens_at", "enforced_rate", "updated_at"])
         return rows, wait_seconds, throttled

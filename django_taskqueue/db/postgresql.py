@@ -147,7 +147,9 @@ class PostgreSQLOperations(TaskStore):
                         session.names.add(statement.name)
                     elif attempt == 0 and sqlstate == _NO_SUCH_STATEMENT and not just_prepared:
                         session.names.discard(statement.name)
-                    elif sqlstate == _NO_SUCH_STATEMENT:
+                    elif sqlstate in (_NO_SUCH_STATEMENT, _ALREADY_PREPARED):
+                        # Missing after a PREPARE, or there after an EXECUTE found it missing:
+                        # consecutive statements reach different server connections.
                         session.prepares = False
                         logger.warning(
                             "event=prepared_statements_off reason=%s",
@@ -519,7 +521,10 @@ def _claim_sql(connection: Any, columns: tuple[str, ...], with_bucket: bool) -> 
         # Written on every claim of a queue not paused, empty or not, as in the transaction.
         body += (
             f", bucket AS (UPDATE {state_table} AS s SET "
-            "tokens = st.tokens - (SELECT count(*) FROM claimed), tokens_at = %(now)s, "
+            # GREATEST: never back in time (a `now` read before the lock wait), so no
+            # second's tokens are handed out twice; it skips a NULL tokens_at.
+            "tokens = st.tokens - (SELECT count(*) FROM claimed), "
+            "tokens_at = GREATEST(s.tokens_at, %(now)s), "
             "enforced_rate = st.previous_rate + (SELECT count(*) FROM claimed) / %(tc)s, "
             "updated_at = %(now)s FROM st WHERE s.name = st.name AND NOT st.paused)"
         )

@@ -105,8 +105,13 @@ def task_headers(task: ClaimedTask, path_prefix: str = "") -> dict[str, str]:
     headers: dict[str, str] = {}
     for key, value in task.headers:
         # The caller's X-AppEngine-* directives pass; the headers the queue sets do not.
-        if key.lower() not in _QUEUE_SET_HEADERS:
-            headers[key] = value
+        if key.lower() in _QUEUE_SET_HEADERS:
+            continue
+        # One header per name whatever its case: two spellings would reach the handler
+        # joined into one value, which is not what was signed.
+        for existing in [k for k in headers if k.lower() == key.lower()]:
+            del headers[existing]
+        headers[key] = value
     if task.payload is not None and not any(k.lower() == "content-type" for k in headers):
         headers["Content-Type"] = "application/octet-stream"
     headers["X-AppEngine-QueueName"] = task.queue_name
@@ -127,7 +132,7 @@ def task_headers(task: ClaimedTask, path_prefix: str = "") -> dict[str, str]:
         method=task.method,
         path=path_prefix + task.url,
         body=task.payload,
-        cron=next((v for k, v in headers.items() if k.lower() == "x-appengine-cron"), ""),
+        headers=headers,
     )
     return headers
 
@@ -180,8 +185,10 @@ def _worker_owned_connections() -> Iterator[None]:
         with _owned_lock:
             _owned_depth -= 1
             if _owned_depth == 0:
-                signals.request_started.connect(close_old_connections)
-                signals.request_finished.connect(close_old_connections)
+                # weak=False: a weak connect leaves a `weakref.finalize` hook that disconnect()
+                # never frees, about a kilobyte per attempt over a worker's life.
+                signals.request_started.connect(close_old_connections, weak=False)
+                signals.request_finished.connect(close_old_connections, weak=False)
         for connection in connections.all(initialized_only=True):
             if connection.connection is None or connection.in_atomic_block:
                 continue

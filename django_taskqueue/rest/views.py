@@ -15,7 +15,6 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.parsers import JSONParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -27,13 +26,16 @@ from ..conf import taskqueue_settings
 from ..exceptions import (
     InvalidEtaError,
     InvalidQueueModeError,
+    InvalidTagError,
     InvalidTaskNameError,
+    TaskTooLargeError,
     UnknownTaskError,
 )
 from ..queues import QueueConfig, all_queue_configs
-from ..taskqueue import Queue, Task
+from ..taskqueue import MAX_PULL_TASK_SIZE_BYTES, MAX_TAG_LENGTH, Queue, Task
 from . import serializers
 from .exceptions import exception_handler
+from .parsers import LimitedJSONParser
 from .permissions import QueueAccess, may_see
 from .throttling import LeaseRateThrottle
 
@@ -99,7 +101,7 @@ class QueueAPIView(APIView):
 
     schema = AutoSchema()
     renderer_classes = [JSONRenderer]
-    parser_classes = [JSONParser]
+    parser_classes = [LimitedJSONParser]
     permission_classes = [QueueAccess]
     #: The right the caller needs on the URL's queue, by HTTP method (see permissions.py).
     queue_rights: dict[str, str] = {}
@@ -252,8 +254,17 @@ class TaskListView(QueueAPIView):
     def post(self, request: Request, queue: str) -> Response:
         data = self.validated(serializers.InsertSerializer, request.data)
         options = {key: data[key] for key in ("name", "tag", "eta", "countdown") if key in data}
+        payload = data["payload_base64"]
+        # The limit is the payload's, as documented: the Python API's counts the method too.
+        if len(payload) > MAX_PULL_TASK_SIZE_BYTES:
+            raise TaskTooLargeError(
+                f"The payload is {len(payload)} bytes, over the limit of "
+                f"{MAX_PULL_TASK_SIZE_BYTES} bytes (1 MiB)"
+            )
+        if len(data.get("tag") or "") > MAX_TAG_LENGTH:
+            raise InvalidTagError(f"Tag must be at most {MAX_TAG_LENGTH} characters")
         try:
-            task = Task(data["payload_base64"], method="PULL", **options)
+            task = Task(payload, method="PULL", _size_check=False, **options)
         except OverflowError as e:  # a countdown beyond the datetime range
             raise InvalidEtaError("The ETA is out of range") from e
         if task.eta < EARLIEST_ETA:

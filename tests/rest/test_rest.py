@@ -212,7 +212,7 @@ class TestInsert:
         error(producer.post(tasks, task, format="json"), 409, "tombstoned_task")
 
     def test_too_large(self, producer):
-        payload = b"x" * MAX_PULL_TASK_SIZE_BYTES
+        payload = b"x" * (MAX_PULL_TASK_SIZE_BYTES + 1)
         response = producer.post(
             url("queues", ACL_QUEUE, "tasks"), {"payload_base64": b64(payload)}, format="json"
         )

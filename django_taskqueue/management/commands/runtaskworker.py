@@ -8,6 +8,7 @@ import sys
 import threading
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import autoreload
 
@@ -142,7 +143,8 @@ class Command(BaseCommand):
                 install_signal_handlers=install_signal_handlers,
                 cron=not options["no_cron"],
             )
-        except Error as e:
+        except (Error, ImproperlyConfigured) as e:
+            # A broken queue.yaml or QUEUES (when checks were skipped): one line, no traceback.
             raise CommandError(str(e)) from e
 
     def _run_with_reloader(self, options: dict[str, Any]) -> None:
