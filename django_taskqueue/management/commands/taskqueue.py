@@ -19,6 +19,7 @@ from django.core.management.base import BaseCommand, CommandError
 from ... import clock, humanize
 from ...conf import taskqueue_settings
 from ...dashboard import overview
+from ...db import store
 from ...models import LIVE_STATES, TaskRecord, TaskState
 from ...queues import all_queue_configs
 from ...taskqueue import Queue
@@ -202,8 +203,8 @@ class Command(BaseCommand):
                 Queue(name).purge()
             self.stdout.write(f"Purged {', '.join(names)}.")
         elif subcommand == "run-now":
-            count = tasks.run_now(clock.now())
+            count = store(taskqueue_settings.DATABASE).run_now(tasks, clock.now())
             self.stdout.write(f"{count} task(s) are due now.")
         elif subcommand == "retry-failed":
-            count = tasks.retry(clock.now())
+            count = store(taskqueue_settings.DATABASE).retry_failed(tasks, clock.now())
             self.stdout.write(f"{count} failed task(s) queued again.")
