@@ -10,7 +10,7 @@ import pytest
 from django_taskqueue.rest.parsers import MAX_BODY_BYTES, MAX_DEPTH, json_depth
 from django_taskqueue.taskqueue import MAX_PULL_TASK_SIZE_BYTES
 
-from ..rest_helpers import ACL_QUEUE, add_pull, admin, b64, url  # noqa: F401
+from ..rest.rest_helpers import ACL_QUEUE, add_pull, admin, b64, url  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 
