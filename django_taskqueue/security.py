@@ -88,9 +88,6 @@ _UNSIGNED_HEADERS = frozenset(
 # Underscores are left out too: WSGI cannot tell "A_B" from "A-B", and proxies drop such names.
 _SIGNABLE_NAME_RE = re.compile(r"^[a-z0-9-]+$")
 
-#: The header of a cron job's request (App Engine's name). The signature covers it, as it
-#: covers every header a task request is sent with.
-CRON_HEADER = "X-AppEngine-Cron"
 
 #: WSGI environ key under which the worker hands an in-process attempt its `TaskRequest`.
 #: Only code in the worker's own process can put an object there (a server puts strings,

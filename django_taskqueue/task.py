@@ -44,6 +44,8 @@ logger = logging.getLogger("django_taskqueue")
 
 #: The namespace header App Engine's client adds to every task (Django has one namespace: "").
 NAMESPACE_HEADER = "X-AppEngine-Current-Namespace"
+#: The header of a cron job's request: set only by the cron service, never by a caller.
+CRON_HEADER = "X-AppEngine-Cron"
 
 _PUSH_METHODS = frozenset({"GET", "POST", "HEAD", "PUT", "DELETE"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PULL"})
@@ -298,8 +300,10 @@ class Task:
         given_headers = kwargs.get("headers") or {}
         # Every header the caller gives is kept, X-AppEngine-* directives included (App
         # Engine honours some, e.g. X-AppEngine-FailFast); the worker overwrites the ones the
-        # queue itself sets.
+        # queue itself sets. X-AppEngine-Cron is dropped: only the cron service marks a
+        # request as cron's (handlers trust it, as on App Engine).
         headers = CaselessDict(given_headers)
+        headers.pop(CRON_HEADER, None)
         headers.setdefault(NAMESPACE_HEADER, "")
 
         if payload is not None and not isinstance(payload, (bytes, str)):

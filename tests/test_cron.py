@@ -267,8 +267,11 @@ def test_a_task_cannot_claim_to_be_cron():
     assert "X-AppEngine-Cron" not in task.headers
 
 
-def _signed_request(cron: str | None, signed_cron: str):
-    factory = RequestFactory()
+def _signed_request(cron: str | None, signed_cron: str | None):
+    """A request to /headers-seen sent with `cron` and signed as sent with `signed_cron`."""
+    signed = {"X-AppEngine-QueueName": "default", "X-AppEngine-TaskName": "t"}
+    if signed_cron is not None:
+        signed["X-AppEngine-Cron"] = signed_cron
     signature = security.sign(
         queue_name="default",
         task_name="t",
@@ -277,7 +280,7 @@ def _signed_request(cron: str | None, signed_cron: str):
         method="GET",
         path="/headers-seen",
         body=b"",
-        cron=signed_cron,
+        headers=signed,
     )
     headers = {
         "HTTP_X_APPENGINE_QUEUENAME": "default",
@@ -286,7 +289,7 @@ def _signed_request(cron: str | None, signed_cron: str):
     }
     if cron is not None:
         headers["HTTP_X_APPENGINE_CRON"] = cron
-    return factory.get("/headers-seen", **headers)
+    return RequestFactory().get("/headers-seen", **headers)
 
 
 @pytest.mark.django_db
@@ -294,10 +297,16 @@ def test_the_signature_covers_the_cron_header(monkeypatch):
     # The attempt is "running" for this test: only the HMAC is under test here.
     monkeypatch.setattr(security, "_attempt_is_running", lambda *args: True)
     assert security.verify(_signed_request("true", "true")) is not None
-    assert security.verify(_signed_request(None, "")) is not None
-    # Added to a signed non-cron request, or changed: the signature no longer holds.
-    assert security.verify(_signed_request("true", "")) is None
+    assert security.verify(_signed_request(None, None)) is not None
+    # Changed, or removed: the signature no longer holds.
     assert security.verify(_signed_request("false", "true")) is None
+    assert security.verify(_signed_request(None, "true")) is None
+    # Added to a signed non-cron request: the signature holds for what it covers, and
+    # verifying strips the header it does not cover, so it never reaches the view.
+    request = _signed_request("true", None)
+    assert security.verify(request) is not None
+    assert "HTTP_X_APPENGINE_CRON" not in request.META
+    assert request.META["HTTP_X_APPENGINE_QUEUENAME"] == "default"
 
 
 @pytest.mark.django_db

@@ -33,8 +33,7 @@ from ..conf import taskqueue_settings
 from ..dispatch.sweep import Sweep
 from ..exceptions import TaskAlreadyExistsError, TombstonedTaskError
 from ..models import CronJobState
-from ..security import CRON_HEADER
-from ..task import Task, TaskRetryOptions
+from ..task import CRON_HEADER, Task, TaskRetryOptions
 from .config import CronJob, all_cron_jobs
 
 logger = logging.getLogger("django_taskqueue")
