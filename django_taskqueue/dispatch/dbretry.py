@@ -32,16 +32,30 @@ def reset_connection(alias: str) -> None:
         logger.debug("event=close_failed", exc_info=True)
 
 
-def with_db_retries(alias: str, worker_id: str, function: Callable[[], T], attempts: int = 6) -> T:
-    """Call `function`, reconnecting and retrying on database errors with a growing pause."""
-    for attempt in range(1, attempts + 1):
+def with_db_retries(
+    alias: str,
+    worker_id: str,
+    function: Callable[[], T],
+    attempts: int | None = 6,
+    on_error: Callable[[], None] | None = None,
+) -> T:
+    """Call `function`, reconnecting and retrying on database errors with a growing pause.
+
+    `attempts=None` never gives up: the worker's own writes (outcomes, releases) wait for the
+    database however long it is away, so no task is left to its lease by a worker that is
+    alive. `on_error` is called on each failure.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return function()
         except DB_ERRORS:
-            if attempt == attempts:
+            if on_error is not None:
+                on_error()
+            if attempts is not None and attempt >= attempts:
                 raise
             pause = backoff_seconds(attempt)
             logger.exception("event=database_error worker=%s retry_in=%.1f", worker_id, pause)
             reset_connection(alias)
             time.sleep(pause)
-    raise AssertionError("unreachable")  # pragma: no cover
