@@ -13,14 +13,14 @@ logger = logging.getLogger("django_taskqueue")
 
 #: What the worker survives: the database went away or refused a statement.
 DB_ERRORS = (DatabaseError, InterfaceError)
-#: The longest pause between two tries.
-MAX_BACKOFF_SECONDS = 30.0
+#: The longest pause between two tries: a database back from an outage is seen within it.
+MAX_BACKOFF_SECONDS = 5.0
 
 T = TypeVar("T")
 
 
 def backoff_seconds(failures: int) -> float:
-    """Return the pause after `failures` failures in a row: 0.5 s, doubling, at most 30 s."""
+    """Return the pause after `failures` failures in a row: 0.5 s, doubling, at most 5 s."""
     return min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (failures - 1))
 
 
