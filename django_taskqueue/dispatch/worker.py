@@ -263,8 +263,9 @@ class Worker:
             signal.signal(signum, handler)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        # Only plain assignments here: a signal handler that took a lock the interrupted
-        # code holds would deadlock. The main loop notices the flag within a short slice.
+        # Only assignments and thread starts here: a signal handler that took a lock the
+        # interrupted code holds (the task store's, a connection's) would deadlock. The main
+        # loop notices the flag within a short slice.
         if self._stop_requested:
             if not self._kill_requested:
                 self._kill_requested = True
