@@ -61,6 +61,10 @@ Registered on import (`AppConfig.ready` imports this module). Ids are stable:
   from it leave what Python and the databases can store.
 * `django_taskqueue.E053` -- `DEFAULT_DEADLINE_SECONDS` or `SIGNATURE_MAX_AGE_SECONDS` is under
   a second: every attempt would overrun its deadline, or every HTTP task request be refused.
+* `django_taskqueue.E054` -- `HEARTBEAT_INTERVAL_SECONDS` or `WORKER_TIMEOUT_SECONDS` is not a
+  number of seconds of at least 0.1, or the timeout is under twice the interval (one late
+  beat would make a live worker dead).
+* `django_taskqueue.E055` -- `MAX_WORKER_LOSSES` is not a whole number of 1 or more.
 * `django_taskqueue.E020`, `E021` -- reported by `backends.TaskQueueBackend.check()` (through
   Django's Tasks framework): the app is not installed; a name in `TASKS[...]["QUEUES"]` is not a
   push queue.
@@ -748,4 +752,57 @@ def check_workable_durations(app_configs: Sequence[AppConfig] | None = None, **k
                     id=_ID + "E053",
                 )
             )
+    return messages
+
+
+#: The shortest heartbeat interval and worker timeout (see E054).
+MIN_HEARTBEAT_SECONDS = 0.1
+
+
+@register()
+def check_heartbeat(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
+    """Check how dead workers are found (E054, E055)."""
+    if _user_settings() is None:
+        return []
+    messages: list[CheckMessage] = []
+    interval = taskqueue_settings.HEARTBEAT_INTERVAL_SECONDS
+    timeout = taskqueue_settings.WORKER_TIMEOUT_SECONDS
+    durations_ok = True
+    for name, value in (
+        ("HEARTBEAT_INTERVAL_SECONDS", interval),
+        ("WORKER_TIMEOUT_SECONDS", timeout),
+    ):
+        if not _is_number(value) or not MIN_HEARTBEAT_SECONDS <= value <= MAX_DURATION_SECONDS:
+            durations_ok = False
+            messages.append(
+                Error(
+                    f"{SETTING_NAME}[{name!r}] must be a number of seconds from "
+                    f"{MIN_HEARTBEAT_SECONDS:g} to {MAX_DURATION_SECONDS}; got {value!r}.",
+                    hint=f"Set it to e.g. {DEFAULTS[name]:g}.",
+                    id=_ID + "E054",
+                )
+            )
+    if durations_ok and timeout < 2 * interval:
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['WORKER_TIMEOUT_SECONDS'] ({timeout:g}) is under twice "
+                f"HEARTBEAT_INTERVAL_SECONDS ({interval:g}): one late heartbeat would make a "
+                "live worker dead, and its tasks would run twice.",
+                hint=f"Set it to at least {2 * interval:g} (the defaults are "
+                f"{DEFAULTS['HEARTBEAT_INTERVAL_SECONDS']:g} and "
+                f"{DEFAULTS['WORKER_TIMEOUT_SECONDS']:g}).",
+                id=_ID + "E054",
+            )
+        )
+    losses = taskqueue_settings.MAX_WORKER_LOSSES
+    if not isinstance(losses, int) or isinstance(losses, bool) or losses < 1:
+        messages.append(
+            Error(
+                f"{SETTING_NAME}['MAX_WORKER_LOSSES'] must be a whole number, 1 or more; "
+                f"got {losses!r}.",
+                hint=f"Set it to e.g. {DEFAULTS['MAX_WORKER_LOSSES']}: a task held by that many "
+                "workers that died fails for good.",
+                id=_ID + "E055",
+            )
+        )
     return messages

@@ -65,9 +65,17 @@ DEFAULTS: dict[str, Any] = {
     "SUMMARY_INTERVAL_SECONDS": 60.0,
     # How often a worker runs the rescuer sweep (push tasks whose worker died) and the pruner
     # sweep (tombstones and finished tasks past their retention).
-    "RESCUE_INTERVAL_SECONDS": 15.0,
+    "RESCUE_INTERVAL_SECONDS": 5.0,
+    # How often a worker announces itself (one UPDATE of its WorkerHeartbeat row, with the
+    # tasks it has started), and how long without an announcement makes it dead: its RUNNING
+    # tasks go back to their queue at the next rescue (within timeout + rescue interval).
+    "HEARTBEAT_INTERVAL_SECONDS": 5.0,
+    "WORKER_TIMEOUT_SECONDS": 20.0,
+    # Times a task may be held by a worker that died (started or not) before it fails for good
+    # ("worker lost N times"): a task that kills its worker cannot loop forever.
+    "MAX_WORKER_LOSSES": 5,
     # How long after its deadline a claimed push task's lease lasts (time to record the
-    # outcome); a task whose worker died runs again once deadline + margin have passed.
+    # outcome). The lease is the last resort: a dead worker is found by its heartbeat.
     "LEASE_MARGIN_SECONDS": 30.0,
     "PRUNE_INTERVAL_SECONDS": 300.0,
     # Per-minute statistics (the admin dashboard, the metrics endpoint): how often a worker adds

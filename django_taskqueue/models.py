@@ -15,7 +15,8 @@ class TaskState(models.TextChoices):
                   an exhausted lease limit (pull).
     RUNNING    -- a push task claimed by a worker; `eta` is the claim's lease expiry. Left
                   when the attempt ends (SUCCEEDED, back to QUEUED with a backoff, FAILED) or
-                  by the rescuer sweep when the lease expires (the worker died).
+                  by the rescuer sweep when its worker stopped announcing itself (a dead
+                  worker's `WorkerHeartbeat`) or, last resort, when its lease expires.
     SUCCEEDED  -- a push task whose handler answered 2xx. Tombstone for its name.
     FAILED     -- no retry allowed: a push task over its retry limits, a pull task over its
                   lease limit. Kept with its last error; retryable from the admin.
@@ -57,6 +58,14 @@ class TaskRecord(models.Model):
     eta = models.DateTimeField(help_text=_("When the task is next due; a lease's expiry."))
     retry_count = models.PositiveIntegerField(default=0)
     execution_count = models.PositiveIntegerField(default=0)
+    # A database default: the enqueue path's INSERT names its columns and leaves this one out.
+    lost_count = models.PositiveIntegerField(
+        default=0,
+        db_default=0,
+        help_text=_(
+            "Times a worker died holding the task, started or not; at MAX_WORKER_LOSSES it fails."
+        ),
+    )
     retry_options = models.JSONField(null=True, blank=True)
     dispatch_deadline_usec = models.BigIntegerField(
         null=True, blank=True, help_text=_("Deadline of each attempt; NULL: the worker's default.")
@@ -257,3 +266,29 @@ class UsedSignature(models.Model):
 
     def __str__(self) -> str:
         return self.mac
+
+
+class WorkerHeartbeat(models.Model):
+    """A running worker, announcing itself: its row is rewritten every `HEARTBEAT_INTERVAL_SECONDS`.
+
+    Written by the worker's heartbeat service (`dispatch.heartbeat`: one UPDATE per interval,
+    never one per task) and deleted when the worker exits cleanly. A row whose `beat_at` is
+    older than `WORKER_TIMEOUT_SECONDS` belongs to a worker that died: the rescuer sweep queues
+    its RUNNING tasks again, charging an attempt only to those in `started`, and deletes the row.
+    """
+
+    worker_id = models.CharField(max_length=64, primary_key=True)
+    started_at = models.DateTimeField()
+    beat_at = models.DateTimeField(db_index=True)
+    started = models.JSONField(
+        default=list,
+        blank=True,
+        help_text=_("Ids of the tasks whose attempt had started and was not yet written."),
+    )
+
+    class Meta:
+        verbose_name = _("worker heartbeat")
+        verbose_name_plural = _("worker heartbeats")
+
+    def __str__(self) -> str:
+        return self.worker_id

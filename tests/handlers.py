@@ -81,6 +81,16 @@ def sleep(request: HttpRequest) -> HttpResponse:
     return HttpResponse("slept")
 
 
+@csrf_exempt
+def die(request: HttpRequest) -> HttpResponse:
+    """Record the start, then kill the process that runs the handler (a poison task)."""
+    import signal
+
+    record(request, time.time(), event="started")
+    os.kill(os.getpid(), signal.SIGKILL)
+    return HttpResponse("unreachable")
+
+
 @task_view
 def protected(request: HttpRequest, **kwargs: object) -> HttpResponse:
     """Only signed task requests get here."""
@@ -107,6 +117,7 @@ urlpatterns = [
     path("fail-first", fail_first),
     path("boom", boom),
     path("sleep", sleep),
+    path("die", die),
     path("protected", protected),
     path("protected/<str:word>", protected),
     path("headers-seen", headers_seen),

@@ -36,6 +36,9 @@ GOOD = {
     "RESCUE_INTERVAL_SECONDS": 5,
     "PRUNE_INTERVAL_SECONDS": 600,
     "LEASE_MARGIN_SECONDS": 1,
+    "HEARTBEAT_INTERVAL_SECONDS": 2,
+    "WORKER_TIMEOUT_SECONDS": 10,
+    "MAX_WORKER_LOSSES": 3,
     "STATS_FLUSH_INTERVAL_SECONDS": 2.5,
     "STATS_RETENTION_SECONDS": 86400,
     "METRICS_TOKEN": "a-long-random-scraper-token",
@@ -53,6 +56,7 @@ ALL_CHECKS = (
     checks.check_rest,
     checks.check_statistics,
     checks.check_cron,
+    checks.check_heartbeat,
 )
 
 

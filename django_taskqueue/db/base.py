@@ -15,7 +15,14 @@ from django.db import IntegrityError, connections, transaction
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Coalesce
 
-from ..models import FINISHED_STATES, LIVE_STATES, QueueState, TaskRecord, TaskState
+from ..models import (
+    FINISHED_STATES,
+    LIVE_STATES,
+    QueueState,
+    TaskRecord,
+    TaskState,
+    WorkerHeartbeat,
+)
 from .claims import ClaimVerbs
 from .features import BaseFeatures
 from .rows import (
@@ -97,6 +104,20 @@ class TaskStore(ClaimVerbs):
     def extend_claim(self, key: ClaimKey, lease_until: datetime.datetime) -> bool:
         """Move a running task's lease to `lease_until`; False if no longer the claim's."""
         return bool(self._held(key).update(eta=lease_until))
+
+    def release_unstarted(self, worker_id: str, ids: Sequence[int], now: datetime.datetime) -> int:
+        """Give the claimed tasks `ids` that never started back to their queue, due at `now`.
+
+        One statement for many tasks, for a worker on its way out (a second signal, a lost
+        database): no attempt is charged. Returns how many were still the worker's.
+        """
+        if not ids:
+            return 0
+        return (
+            self.tasks()
+            .filter(id__in=list(ids), state=TaskState.RUNNING, worker_id=worker_id)
+            .update(state=TaskState.QUEUED, eta=now, worker_id=None)
+        )
 
     def _held(self, key: ClaimKey) -> QuerySet[TaskRecord]:
         """The task row, only while it is RUNNING under the claim `key`."""
@@ -320,6 +341,8 @@ class TaskStore(ClaimVerbs):
             values["last_error"] = failure.last_error
         if failure.reached_handler:
             values["execution_count"] = F("execution_count") + 1
+        if failure.lost_count is not None:
+            values["lost_count"] = failure.lost_count
         if failure.will_retry:
             values.update(state=TaskState.QUEUED, eta=failure.eta)
         else:
@@ -346,6 +369,58 @@ class TaskStore(ClaimVerbs):
         """
         key = ClaimKey(row["id"], row["worker_id"], row["leased_at"], eta=row["eta"])
         return self.retry_or_fail(key, failure, now)
+
+    def requeue_lost(self, row: dict[str, Any], lost_count: int, now: datetime.datetime) -> bool:
+        """Queue again, uncharged, a task a dead worker held but never started (`tasks_of`).
+
+        Its attempt counts, its error history and the reason the next attempt is told stay as
+        they were; only `lost_count` grows. Conditional on the row as read, like `rescue`.
+        """
+        key = ClaimKey(row["id"], row["worker_id"], row["leased_at"], eta=row["eta"])
+        return bool(
+            self._held(key).update(
+                state=TaskState.QUEUED, eta=now, worker_id=None, lost_count=lost_count
+            )
+        )
+
+    # -- workers --------------------------------------------------------------------------
+
+    def beat(self, worker_id: str, now: datetime.datetime, started: Sequence[int]) -> None:
+        """Announce the worker alive at `now`, with the tasks it has started: one UPDATE.
+
+        The row is inserted on the first beat, and again if a rescuer took the worker for
+        dead (after a long database outage) and deleted it.
+        """
+        rows = WorkerHeartbeat.objects.using(self.alias)
+        if not rows.filter(worker_id=worker_id).update(beat_at=now, started=list(started)):
+            rows.create(worker_id=worker_id, started_at=now, beat_at=now, started=list(started))
+
+    def forget_worker(self, worker_id: str, beat_at: datetime.datetime | None = None) -> None:
+        """Delete the worker's row (its clean exit); with `beat_at`, only if it beat no more."""
+        rows = WorkerHeartbeat.objects.using(self.alias).filter(worker_id=worker_id)
+        if beat_at is not None:
+            rows = rows.filter(beat_at=beat_at)
+        rows.delete()
+
+    def dead_workers(
+        self, before: datetime.datetime, exclude: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """Return up to `limit` workers whose last beat is older than `before`."""
+        rows = WorkerHeartbeat.objects.using(self.alias).filter(beat_at__lt=before)
+        if exclude is not None:
+            rows = rows.exclude(worker_id=exclude)
+        found = rows.order_by("beat_at").values("worker_id", "beat_at", "started")[:limit]
+        return [dict(row) for row in found]
+
+    def tasks_of(self, worker_id: str, limit: int) -> list[dict[str, Any]]:
+        """Return up to `limit` RUNNING push tasks claimed by `worker_id`."""
+        return list(
+            self.tasks()
+            .filter(state=TaskState.RUNNING, worker_id=worker_id)
+            .exclude(method="PULL")
+            .order_by("id")
+            .values(*RESCUE_COLUMNS)[:limit]
+        )
 
     def prune(
         self, states: Sequence[str], cutoff: datetime.datetime, limit: int, max_batches: int

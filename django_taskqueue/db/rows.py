@@ -77,6 +77,7 @@ RESCUE_COLUMNS = (
     "retry_options",
     "first_attempt_at",
     "errors",
+    "lost_count",
 )
 
 #: Marker: lease (or list) without regard to tags.
@@ -243,6 +244,8 @@ class Failure:
     last_error: str | None
     #: False when the request never reached a handler: execution_count stays.
     reached_handler: bool = True
+    #: What `lost_count` becomes (a worker died holding the task); None leaves it as it is.
+    lost_count: int | None = None
 
 
 @dataclass

@@ -3,8 +3,8 @@
 A claim is the only place where push tasks move from QUEUED to RUNNING; the store does it
 (`TaskStore.claim`: one transaction, or one statement on PostgreSQL) under the queue's lock,
 within its token bucket and `max_concurrent_requests`. Each task's lease (`eta` while RUNNING)
-is the deadline plus a margin: a task whose worker died stays RUNNING until its lease expires,
-and the rescuer sweep then queues it again (`sweeps.Rescuer`).
+is the deadline plus a margin: the last resort for a task whose worker died without ever
+announcing itself (a dead worker is found by its heartbeat first, `sweeps.Rescuer`).
 """
 
 from __future__ import annotations

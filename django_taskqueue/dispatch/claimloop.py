@@ -14,8 +14,8 @@ from . import claim as claims
 class ClaimRound:
     """One pass over the served queues, starting one queue further each time.
 
-    `capacity()` says how many tasks the next claim may take; `submit(task, config)` hands each
-    claimed task on.
+    `capacity()` says how many tasks the next claim may take; `hold(tasks)` is told of a claim's
+    tasks first, then `submit(task, config)` hands each claimed task on.
     """
 
     def __init__(
@@ -30,6 +30,7 @@ class ClaimRound:
         capacity: Callable[[], int],
         submit: Callable[[ClaimedTask, QueueConfig], None],
         stopping: Callable[[], bool],
+        hold: Callable[[list[ClaimedTask]], None] | None = None,
     ) -> None:
         self.alias = alias
         self.worker_id = worker_id
@@ -40,6 +41,8 @@ class ClaimRound:
         self.capacity = capacity
         self.submit = submit
         self.stopping = stopping
+        #: Called with a claim's tasks before any is submitted (the worker keeps the unstarted).
+        self.hold = hold
         self._rotation = 0
 
     def run(self) -> tuple[int, bool, float]:
@@ -70,6 +73,8 @@ class ClaimRound:
                     # the same instant, and no one of them wins every token.
                     jitter = random.uniform(0, 0.01)
                     wait = min(wait, result.wait_seconds + jitter)
+            if self.hold is not None and result.tasks:
+                self.hold(result.tasks)
             for task in result.tasks:
                 self.submit(task, config)
             claimed_total += len(result.tasks)

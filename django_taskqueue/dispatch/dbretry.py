@@ -13,14 +13,14 @@ logger = logging.getLogger("django_taskqueue")
 
 #: What the worker survives: the database went away or refused a statement.
 DB_ERRORS = (DatabaseError, InterfaceError)
-#: The longest pause between two tries.
-MAX_BACKOFF_SECONDS = 30.0
+#: The longest pause between two tries: a database back from an outage is seen within it.
+MAX_BACKOFF_SECONDS = 5.0
 
 T = TypeVar("T")
 
 
 def backoff_seconds(failures: int) -> float:
-    """Return the pause after `failures` failures in a row: 0.5 s, doubling, at most 30 s."""
+    """Return the pause after `failures` failures in a row: 0.5 s, doubling, at most 5 s."""
     return min(MAX_BACKOFF_SECONDS, 0.5 * 2 ** (failures - 1))
 
 
@@ -32,16 +32,30 @@ def reset_connection(alias: str) -> None:
         logger.debug("event=close_failed", exc_info=True)
 
 
-def with_db_retries(alias: str, worker_id: str, function: Callable[[], T], attempts: int = 6) -> T:
-    """Call `function`, reconnecting and retrying on database errors with a growing pause."""
-    for attempt in range(1, attempts + 1):
+def with_db_retries(
+    alias: str,
+    worker_id: str,
+    function: Callable[[], T],
+    attempts: int | None = 6,
+    on_error: Callable[[], None] | None = None,
+) -> T:
+    """Call `function`, reconnecting and retrying on database errors with a growing pause.
+
+    `attempts=None` never gives up: the worker's own writes (outcomes, releases) wait for the
+    database however long it is away, so no task is left to its lease by a worker that is
+    alive. `on_error` is called on each failure.
+    """
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return function()
         except DB_ERRORS:
-            if attempt == attempts:
+            if on_error is not None:
+                on_error()
+            if attempts is not None and attempt >= attempts:
                 raise
             pause = backoff_seconds(attempt)
             logger.exception("event=database_error worker=%s retry_in=%.1f", worker_id, pause)
             reset_connection(alias)
             time.sleep(pause)
-    raise AssertionError("unreachable")  # pragma: no cover

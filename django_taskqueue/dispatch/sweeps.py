@@ -1,8 +1,9 @@
 """Maintenance sweeps run by every worker: small named services, each with an interval and a limit.
 
-* `Rescuer` -- a RUNNING push task whose claim lease has expired belongs to a worker that died
-  (SIGKILL, lost machine). It counts as a failed attempt ("worker lost") and is queued again
-  after its backoff, or failed for good when its retry policy says so.
+* `Rescuer` -- the RUNNING push tasks of a worker that died (SIGKILL, lost machine), found by
+  its silent heartbeat, or, last resort, by an expired claim lease. A task it had started
+  counts as a failed attempt ("worker lost") and is queued again after its backoff, or failed
+  when its retry policy says so; a task it never started goes back uncharged.
 * `Pruner` -- succeeded and deleted tasks older than max(`TOMBSTONE_SECONDS`,
   `FINISHED_RETENTION_SECONDS`), failed tasks older than max(`TOMBSTONE_SECONDS`,
   `FAILED_RETENTION_SECONDS`), deleted in bounded batches.
@@ -18,6 +19,7 @@ rescuer wins each task and a worker finishing late loses to it; deleting a row t
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 from typing import Any
@@ -35,49 +37,114 @@ logger = logging.getLogger("django_taskqueue")
 
 
 class Rescuer(Sweep):
-    """Queue again the push tasks whose worker died: their claim lease has expired."""
+    """Queue again the push tasks whose worker died.
+
+    A dead worker is found by its heartbeat (`WorkerHeartbeat` silent for
+    `WORKER_TIMEOUT_SECONDS`): each task it had started is charged a failed attempt ("worker
+    lost"); each task it held without starting goes back uncharged. Every such task's
+    `lost_count` grows, and one held by `MAX_WORKER_LOSSES` dead workers fails for good
+    ("worker lost N times"). A claim whose lease expired is the last resort (a worker that
+    never announced itself): its attempt is charged, as nothing says it did not start.
+    """
 
     name = "rescuer"
     reason = "worker lost"
 
+    def __init__(
+        self, alias: str, interval_seconds: float, limit: int = 1000, worker_id: str | None = None
+    ) -> None:
+        super().__init__(alias, interval_seconds, limit)
+        #: The worker running this sweep, never taken for dead by itself.
+        self.worker_id = worker_id
+
     def run(self, now: datetime.datetime) -> int:
+        return self.rescue_dead_workers(now) + self.rescue_expired_claims(now)
+
+    def rescue_dead_workers(self, now: datetime.datetime) -> int:
+        """Queue again the tasks of the workers whose heartbeat stopped; forget those workers."""
         tasks = store(self.alias)
+        timeout = datetime.timedelta(seconds=float(taskqueue_settings.WORKER_TIMEOUT_SECONDS))
         rescued = 0
-        for row in tasks.expired_claims(now, self.limit):
-            decision = outcome.decide(
-                retry_count=row["retry_count"],
-                retry_options=row["retry_options"],
-                queue_parameters=outcome.queue_retry_parameters(row["queue_name"]),
-                first_attempt_at=row["first_attempt_at"],
-                now=now,
-            )
-            entry = outcome.error_entry(
-                now=now,
-                attempt=row["retry_count"] + 1,
-                reason=self.reason,
-                status_code=None,
-                error=None,
-                traceback=None,
-                worker_id=row["worker_id"],
-            )
-            lost = outcome.failure(
-                decision,
-                status_code=None,
-                reason=self.reason,
-                errors=list(row["errors"] or []),
-                new_error=entry,
-                reached_handler=True,
-            )
-            if tasks.rescue(row, lost, now):
-                rescued += 1
+        for worker in tasks.dead_workers(now - timeout, self.worker_id, self.limit):
+            started = set(worker["started"] or [])
+            held = tasks.tasks_of(worker["worker_id"], self.limit)
+            for row in held:
+                rescued += self._rescue(row, now, charged=row["id"] in started)
+            if len(held) < self.limit:
+                # Only if it stayed silent: a worker back from an outage keeps its row.
+                tasks.forget_worker(worker["worker_id"], beat_at=worker["beat_at"])
                 logger.warning(
-                    "event=rescued queue=%s task=%s worker=%s will_retry=%s",
+                    "event=worker_lost worker=%s last_beat=%s tasks=%s",
+                    worker["worker_id"],
+                    worker["beat_at"].isoformat(),
+                    len(held),
+                )
+        return rescued
+
+    def rescue_expired_claims(self, now: datetime.datetime) -> int:
+        """Queue again the tasks whose claim lease expired (the last resort)."""
+        tasks = store(self.alias)
+        return sum(
+            self._rescue(row, now, charged=True) for row in tasks.expired_claims(now, self.limit)
+        )
+
+    def _rescue(self, row: dict[str, Any], now: datetime.datetime, *, charged: bool) -> int:
+        tasks = store(self.alias)
+        lost = (row.get("lost_count") or 0) + 1
+        exhausted = lost >= int(taskqueue_settings.MAX_WORKER_LOSSES)
+        if not charged and not exhausted:
+            written = tasks.requeue_lost(row, lost, now)
+            if written:
+                logger.warning(
+                    "event=rescued queue=%s task=%s worker=%s charged=no lost=%s will_retry=True",
                     row["queue_name"],
                     row["name"],
                     row["worker_id"],
-                    decision.will_retry,
+                    lost,
                 )
-        return rescued
+            return int(written)
+        decision = outcome.decide(
+            retry_count=row["retry_count"],
+            retry_options=row["retry_options"],
+            queue_parameters=outcome.queue_retry_parameters(row["queue_name"]),
+            first_attempt_at=row["first_attempt_at"],
+            now=now,
+            may_retry=not exhausted,
+        )
+        if not charged:
+            # Failed for its losses, with its attempts as they were.
+            decision = outcome.Decision(False, row["retry_count"], None)
+        reason = f"worker lost {lost} times" if exhausted else self.reason
+        entry = outcome.error_entry(
+            now=now,
+            attempt=row["retry_count"] + 1,
+            reason=reason,
+            status_code=None,
+            error=None,
+            traceback=None,
+            worker_id=row["worker_id"],
+        )
+        lost_attempt = outcome.failure(
+            decision,
+            status_code=None,
+            reason=self.reason,
+            errors=list(row["errors"] or []),
+            new_error=entry,
+            reached_handler=charged,
+        )
+        lost_attempt = dataclasses.replace(lost_attempt, lost_count=lost)
+        if not tasks.rescue(row, lost_attempt, now):
+            return 0
+        logger.warning(
+            "event=rescued queue=%s task=%s worker=%s charged=%s lost=%s will_retry=%s",
+            row["queue_name"],
+            row["name"],
+            row["worker_id"],
+            "yes" if charged else "no",
+            lost,
+            decision.will_retry,
+        )
+        return 1
 
 
 class Pruner(Sweep):
@@ -135,10 +202,10 @@ class SweepScheduler:
                 logger.exception("event=sweep_failed sweep=%s", sweep.name)
 
 
-def default_sweeps(alias: str) -> list[Sweep]:
-    """Return the sweeps a worker runs, with their intervals from the settings."""
+def default_sweeps(alias: str, worker_id: str | None = None) -> list[Sweep]:
+    """Return the sweeps the worker `worker_id` runs, with their intervals from the settings."""
     return [
-        Rescuer(alias, taskqueue_settings.RESCUE_INTERVAL_SECONDS),
+        Rescuer(alias, taskqueue_settings.RESCUE_INTERVAL_SECONDS, worker_id=worker_id),
         Pruner(alias, taskqueue_settings.PRUNE_INTERVAL_SECONDS),
         MinuteStatsPruner(alias, taskqueue_settings.PRUNE_INTERVAL_SECONDS),
     ]

@@ -8,6 +8,7 @@ One `Worker` is one process's dispatcher. It wires
 * `recorder.OutcomeRecorder` -- writes a failure, or a success with a return value, at once;
 * `batcher.SuccessBatcher` -- writes the plain successes together;
 * `listener.Listener` -- wakes the loop when an add commits (PostgreSQL's NOTIFY);
+* `heartbeat.Heartbeat` -- announces the worker, and the tasks it has started, every few seconds;
 * `sweeps.SweepScheduler` -- runs the rescuer and the pruner on their intervals;
 * `tally.Tally` -- counts attempts and logs the summary.
 
@@ -15,8 +16,11 @@ Idle workers sleep until the poll interval passes, a token is due, an attempt en
 listener hears of a committed add.
 
 Shutdown: the first SIGTERM or SIGINT stops claiming and lets in-flight attempts finish; a
-second one exits at once, the unfinished tasks coming back through their lease. Database
-errors are logged and retried with a growing pause; they never end the worker.
+second one gives the claimed tasks that never started back to their queue (one statement,
+a few seconds at most) and exits, the attempts in flight being rescued through the heartbeat.
+Database errors are logged and retried with a growing pause, however long the database is
+away; they never end the worker. A task claimed before a database error does not start: it is
+given back as soon as the database answers again.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ import uuid
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
+from django.db import connections
+
 from .. import clock, signals
 from ..conf import taskqueue_settings
 from ..db import store
@@ -44,6 +50,7 @@ from .claimloop import ClaimRound
 from .dbretry import DB_ERRORS, backoff_seconds, reset_connection, with_db_retries
 from .delivery import Deliverer, Outcome
 from .executor import Executor
+from .heartbeat import Heartbeat
 from .listener import Listener
 from .minute_stats import MinuteStats
 from .recorder import AttemptStatus, OutcomeRecorder, status_of
@@ -54,6 +61,8 @@ logger = logging.getLogger("django_taskqueue")
 
 #: How long a successful attempt may wait to be written with the others of its batch.
 _MAX_PENDING_SECONDS = 1.0
+#: After a second signal, how long the worker may spend giving back its unstarted tasks.
+_KILL_GRACE_SECONDS = 5.0
 
 T = TypeVar("T")
 
@@ -94,6 +103,7 @@ class Worker:
         run_sweeps: bool = True,
         install_signal_handlers: bool = False,
         cron: bool = False,
+        heartbeat: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -116,7 +126,7 @@ class Worker:
         self.alias = taskqueue_settings.DATABASE
         self.deadline_seconds = float(taskqueue_settings.DEFAULT_DEADLINE_SECONDS)
         self.lease_seconds = self.deadline_seconds + float(taskqueue_settings.LEASE_MARGIN_SECONDS)
-        self.sweeps: list[Sweep] = default_sweeps(self.alias) if run_sweeps else []
+        self.sweeps: list[Sweep] = default_sweeps(self.alias, self.worker_id) if run_sweeps else []
         if cron:
             # Called on every loop; it reads the database only when a job's slot is due.
             from ..cron.service import CronService
@@ -128,6 +138,29 @@ class Worker:
 
         self._wake = threading.Event()
         self._stop_requested = False
+        self._kill_requested = False
+        # Inside a transaction (a test's) nothing is announced, and a failed write is not
+        # retried forever: the transaction could not go on after it anyway.
+        in_transaction = connections[self.alias].in_atomic_block
+        self._retry_forever = not in_transaction
+        #: Claimed tasks not started yet: id -> (task, the database-error generation at claim).
+        self._unstarted: dict[int, tuple[ClaimedTask, int]] = {}
+        #: Ids of the tasks whose attempt started and whose outcome is not written yet.
+        self._started: set[int] = set()
+        self._held_lock = threading.Lock()
+        #: Grows on every database error: a task claimed before one never starts.
+        self._db_errors = 0
+        self.heartbeat = (
+            Heartbeat(
+                self.alias,
+                self.worker_id,
+                float(taskqueue_settings.HEARTBEAT_INTERVAL_SECONDS),
+                self._started_ids,
+                self._on_db_error,
+            )
+            if heartbeat and not in_transaction
+            else None
+        )
         self._claimed = 0
         self._claimed_lock = threading.Lock()
         self.tally = Tally(self.worker_id)
@@ -148,6 +181,7 @@ class Worker:
             capacity=self._claim_capacity,
             submit=self._submit,
             stopping=lambda: self._stop_requested,
+            hold=self._hold,
         )
 
     # -- public ---------------------------------------------------------------------------
@@ -186,6 +220,8 @@ class Worker:
     def _start(self) -> None:
         self.deliverer.warm_up()
         self._with_db_retries(self._ensure_queue_states)
+        if self.heartbeat is not None:
+            self.heartbeat.start()
         self.executor.start()
         if not self.burst:
             self.listener.start()
@@ -206,6 +242,8 @@ class Worker:
         self._with_db_retries(self.batcher.flush)
         self._flush_minute_stats()
         self._stop_requested = True
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
         self.listener.join(timeout=5)
         self.deliverer.close()
 
@@ -225,11 +263,19 @@ class Worker:
             signal.signal(signum, handler)
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        # Only plain assignments here: a signal handler that took a lock the interrupted
-        # code holds would deadlock. The main loop notices the flag within a short slice.
+        # Only assignments and thread starts here: a signal handler that took a lock the
+        # interrupted code holds (the task store's, a connection's) would deadlock. The main
+        # loop notices the flag within a short slice.
         if self._stop_requested:
-            logger.warning("event=worker_killed worker=%s signal=%s", self.worker_id, signum)
-            os._exit(1)
+            if not self._kill_requested:
+                self._kill_requested = True
+                # The release needs the database and locks: a thread of its own does it, and
+                # a timer ends the process if the database does not answer in time.
+                exit_timer = threading.Timer(_KILL_GRACE_SECONDS, os._exit, args=(1,))
+                exit_timer.daemon = True
+                exit_timer.start()
+                threading.Thread(target=self._release_and_exit, args=(signum,), daemon=True).start()
+            return
         self._stop_requested = True
         logger.info(
             "event=worker_stopping worker=%s signal=%s in_flight=%s",
@@ -261,6 +307,7 @@ class Worker:
                 failures = 0
             except DB_ERRORS:
                 failures += 1
+                self._on_db_error()
                 pause = backoff_seconds(failures)
                 logger.exception(
                     "event=database_error worker=%s retry_in=%.1f", self.worker_id, pause
@@ -308,14 +355,65 @@ class Worker:
 
     # -- attempts -------------------------------------------------------------------------
 
+    def _hold(self, tasks: list[ClaimedTask]) -> None:
+        with self._held_lock:
+            for task in tasks:
+                self._unstarted[task.id] = (task, self._db_errors)
+
+    def _take(self, task: ClaimedTask) -> tuple[bool, bool]:
+        """Take a claimed task out of the unstarted ones: (still ours, claimed before an error)."""
+        with self._held_lock:
+            held = self._unstarted.pop(task.id, None)
+            if held is None:
+                return False, False  # given back on the way out (a second signal)
+            return True, held[1] != self._db_errors
+
+    def _started_ids(self) -> list[int]:
+        with self._held_lock:
+            return list(self._started)
+
+    def _on_db_error(self) -> None:
+        with self._held_lock:
+            self._db_errors += 1
+
+    def _release_and_exit(self, signum: int) -> None:
+        """Give back the claimed tasks that never started, then end the process."""
+        with self._held_lock:
+            unstarted = [task for task, _ in self._unstarted.values()]
+            self._unstarted.clear()
+        released = 0
+        try:
+            released = store(self.alias).release_unstarted(
+                self.worker_id, [t.id for t in unstarted], clock.now()
+            )
+        except Exception:
+            logger.exception("event=release_failed worker=%s", self.worker_id)
+        logger.warning(
+            "event=worker_killed worker=%s signal=%s released=%s of=%s in_flight=%s",
+            self.worker_id,
+            signum,
+            released,
+            len(unstarted),
+            self.executor.in_flight,
+        )
+        logging.shutdown()
+        os._exit(1)
+
     def _submit(self, task: ClaimedTask, config: QueueConfig) -> None:
         with self._claimed_lock:
             self._claimed += 1
         self.executor.submit(task, config)
 
     def _run_attempt(self, task: ClaimedTask, config: QueueConfig) -> None:
-        if self._stop_requested or (
-            task.dispatch_deadline_usec is None and self._lease_too_short(task)
+        ours, stale = self._take(task)
+        if not ours:
+            with self._claimed_lock:
+                self._claimed -= 1
+            return
+        if (
+            stale
+            or self._stop_requested
+            or (task.dispatch_deadline_usec is None and self._lease_too_short(task))
         ):
             self._with_db_retries(lambda: self.recorder.release(task))
             with self._claimed_lock:
@@ -336,6 +434,8 @@ class Worker:
             "attempt": task.attempt,
             "worker_id": self.worker_id,
         }
+        with self._held_lock:
+            self._started.add(task.id)  # announced by the next heartbeat
         self._send(signals.task_attempt_started, common)
         result = self.deliverer.deliver(task, config.target or task.target)
         if result.succeeded and result.return_value is None:
@@ -353,6 +453,8 @@ class Worker:
     def _report(
         self, task: ClaimedTask, result: Outcome, status: AttemptStatus, common: dict[str, Any]
     ) -> None:
+        with self._held_lock:
+            self._started.discard(task.id)
         self.tally.count(status)
         self.minute_stats.record(task.queue_name, status.value, result.duration)
         log = logger.info if result.succeeded else logger.warning
@@ -399,7 +501,13 @@ class Worker:
         task.lease_until = lease_until
 
     def _with_db_retries(self, function: Callable[[], T]) -> T:
-        return with_db_retries(self.alias, self.worker_id, function)
+        return with_db_retries(
+            self.alias,
+            self.worker_id,
+            function,
+            attempts=None if self._retry_forever else 6,
+            on_error=self._on_db_error,
+        )
 
     def _send(self, signal_: Any, kwargs: dict[str, Any]) -> None:
         for receiver, response in signal_.send_robust(sender=self.__class__, **kwargs):

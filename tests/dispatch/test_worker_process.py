@@ -285,5 +285,5 @@ def test_a_second_signal_exits_at_once(worker_env):
     assert time.monotonic() - started < 5
     assert proc.returncode != 0, output
     assert "event=worker_killed" in output
-    # Unfinished: it stays RUNNING until its lease expires, then the rescuer takes it back.
+    # In flight: it stays RUNNING until the rescuer finds the worker's heartbeat silent.
     assert TaskRecord.objects.get(name="long").state == TaskState.RUNNING
