@@ -30,6 +30,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _processes(text: str) -> int:
+    from ...dispatch.supervisor import resolve_processes
+
+    try:
+        return resolve_processes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -67,6 +76,15 @@ class Command(BaseCommand):
             default=20,
             metavar="N",
             help="Tasks claimed per free slot in one claim, run one after another. Default: 20.",
+        )
+        parser.add_argument(
+            "--processes",
+            type=_processes,
+            default=None,
+            metavar="N",
+            help="Run N worker processes under one supervisor (signals forwarded, a crashed "
+            "one restarted, one log); 0 or 'auto': one per CPU core. Default: this process "
+            "alone.",
         )
         parser.add_argument(
             "--burst",
@@ -119,13 +137,19 @@ class Command(BaseCommand):
             )
         if options["reload"] and options["burst"]:
             raise CommandError("--reload and --burst cannot be combined: a burst worker exits.")
+        if options["reload"] and options["processes"] is not None:
+            raise CommandError(
+                "--reload and --processes cannot be combined: run one process while developing."
+            )
         if options["list_cron"]:
             from ...cron.listing import write_cron_table
 
             write_cron_table(self.stdout)
             return
         _log_to_console(options["verbosity"])
-        if options["reload"]:
+        if options["processes"] is not None:
+            self._supervise(options)
+        elif options["reload"]:
             self._run_with_reloader(options)
         else:
             self._worker(options, install_signal_handlers=True).run()
@@ -146,6 +170,23 @@ class Command(BaseCommand):
         except (Error, ImproperlyConfigured) as e:
             # A broken queue.yaml or QUEUES (when checks were skipped): one line, no traceback.
             raise CommandError(str(e)) from e
+
+    def _supervise(self, options: dict[str, Any]) -> None:
+        from ...dispatch.supervisor import Supervisor
+        from ...dispatch.worker import _served_queues, default_worker_id
+
+        # Each child validates the options again; a broken queue.yaml is said here once.
+        try:
+            _served_queues(options["queues"])
+        except (Error, ImproperlyConfigured) as e:
+            raise CommandError(str(e)) from e
+        code = Supervisor(
+            options["processes"],
+            _child_args(options),
+            options["worker_id"] or default_worker_id(),
+        ).run()
+        if code:
+            raise SystemExit(code)
 
     def _run_with_reloader(self, options: dict[str, Any]) -> None:
         """Run the worker under Django's autoreloader, stopping it cleanly before each restart.
@@ -174,6 +215,35 @@ class Command(BaseCommand):
             if worker is not None and not done.is_set():
                 worker.stop()
                 done.wait(RELOAD_GRACE_SECONDS)
+
+
+def _child_args(options: dict[str, Any]) -> list[str]:
+    """The command line of one child of `--processes`: the same options, one process each."""
+    args = [
+        "--concurrency",
+        str(options["concurrency"]),
+        "--prefetch",
+        str(options["prefetch"]),
+        "--verbosity",
+        str(options["verbosity"]),
+    ]
+    for name in options["queues"] or ():
+        args += ["--queue", name]
+    if options["burst"]:
+        args.append("--burst")
+    if options["max_tasks"] is not None:
+        args += ["--max-tasks", str(options["max_tasks"])]
+    if options["poll_interval"] is not None:
+        args += ["--poll-interval", repr(options["poll_interval"])]
+    if options["no_cron"]:
+        args.append("--no-cron")
+    if options.get("settings"):
+        args += ["--settings", options["settings"]]
+    if options.get("pythonpath"):
+        args += ["--pythonpath", options["pythonpath"]]
+    if options.get("traceback"):
+        args.append("--traceback")
+    return args
 
 
 def _setting(name: str) -> Any:
