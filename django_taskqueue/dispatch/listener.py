@@ -2,7 +2,7 @@
 
 `TaskStore.listen` runs in this service's thread: on PostgreSQL it LISTENs on a connection of
 its own; on MariaDB, MySQL and SQLite it watches the newest task id with a tiny read every
-25 ms (`db/watch.py`). A store without `features.can_notify_workers` leaves the service idle
+50 ms (`db/watch.py`). A store without `features.can_notify_workers` leaves the service idle
 and its workers find new tasks by polling.
 """
 
