@@ -105,5 +105,5 @@ if find_spec("django_tasks") is not None:
         TASKS["db"] = {"BACKEND": "django_tasks_db.DatabaseBackend"}
     if not TASKS:
         TASKS["default"] = {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}
-    else:
-        TASKS.setdefault("default", TASKS["db"])
+    elif "default" not in TASKS:
+        TASKS["default"] = TASKS["db"]
