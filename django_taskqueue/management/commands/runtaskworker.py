@@ -142,9 +142,7 @@ class Command(BaseCommand):
         registry = checks.registry.registry
         registered = registry.registered_checks
         registry.registered_checks = {
-            check
-            for check in registered
-            if checks.Tags.templates not in getattr(check, "tags", ())
+            check for check in registered if checks.Tags.templates not in getattr(check, "tags", ())
         }
         try:
             return super().check(app_configs, tags, **kwargs)
