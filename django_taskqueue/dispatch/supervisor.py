@@ -45,6 +45,30 @@ FIRST_RESTART_PAUSE_SECONDS = 0.5
 MAX_RESTART_PAUSE_SECONDS = 30.0
 #: How often the supervisor looks at its children.
 _TICK_SECONDS = 0.1
+#: Set in each child's environment: the supervisor's process id (see `watch_supervisor`).
+SUPERVISOR_PID_ENV = "TASKQUEUE_SUPERVISOR_PID"
+#: How often a child checks that its supervisor is still alive.
+_PARENT_CHECK_SECONDS = 0.5
+
+
+def watch_supervisor() -> None:
+    """In a child of `--processes`: stop gracefully (SIGTERM to itself) if the supervisor dies.
+
+    The children run in a session of their own, so a SIGKILL of the supervisor, or of its
+    process group, would otherwise leave them running with nobody to stop them.
+    """
+    text = os.environ.get(SUPERVISOR_PID_ENV)
+    if not text or not text.isdigit():
+        return
+    supervisor_pid = int(text)
+
+    def watch() -> None:
+        while os.getppid() == supervisor_pid:
+            time.sleep(_PARENT_CHECK_SECONDS)
+        logger.warning("event=supervisor_lost pid=%s", supervisor_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="taskworker-parent", daemon=True).start()
 
 
 def resolve_processes(value: str) -> int:
@@ -244,6 +268,7 @@ class Supervisor:
         # sys.path here, not in a fresh `python -m django`).
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
         env["PYTHONUNBUFFERED"] = "1"
+        env[SUPERVISOR_PID_ENV] = str(os.getpid())
         process = subprocess.Popen(
             command,
             env=env,

@@ -136,3 +136,36 @@ def test_processes_zero_or_auto_is_one_per_core():
         resolve_processes("-1")
     with pytest.raises(ValueError, match="1 or more"):
         resolve_processes("many")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_children_stop_when_the_supervisor_is_killed(child_env, tmp_path):
+    log_path = tmp_path / "log"
+    with log_path.open("wb") as log:
+        proc = start(child_env, log, "--processes", "2", "--worker-id", "sup")
+        try:
+            wait_for(lambda: len(child_pids(log_path)) == 2, what="two children")
+            pids = list(child_pids(log_path).values())
+            proc.kill()
+            proc.wait(timeout=10)
+            wait_for(lambda: not any(_alive(pid) for pid in pids), what="the children to stop")
+        finally:
+            finish(proc)
+            for pid in child_pids(log_path).values():
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_reload_and_processes_cannot_be_combined():
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="--reload and --processes"):
+        call_command("runtaskworker", "--reload", "--processes", "2")

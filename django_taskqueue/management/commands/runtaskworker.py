@@ -169,7 +169,11 @@ class Command(BaseCommand):
         _log_to_console(options["verbosity"])
         if options["processes"] is not None:
             self._supervise(options)
-        elif options["reload"]:
+            return
+        from ...dispatch.supervisor import watch_supervisor
+
+        watch_supervisor()  # a child of --processes stops if its supervisor dies
+        if options["reload"]:
             self._run_with_reloader(options)
         else:
             self._worker(options, install_signal_handlers=True).run()
