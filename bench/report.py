@@ -104,6 +104,7 @@ def markdown(info: dict) -> str:
         ("pull_4", "pull: the same, 4 processes"),
         ("push_1", "push drain (no-op URL task), 1 worker"),
         ("push_2", "push drain, 2 workers"),
+        ("push_processes_2", "push drain, one `runtaskworker --processes 2`"),
         ("djtasks_1", "Django Tasks no-op drain, 1 worker"),
     ]
     for key, label in keys:
