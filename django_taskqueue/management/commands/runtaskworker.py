@@ -6,8 +6,10 @@ import argparse
 import logging
 import sys
 import threading
+from collections.abc import Sequence
 from typing import Any
 
+from django.apps import AppConfig
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
@@ -130,22 +132,41 @@ class Command(BaseCommand):
             help="Print the cron jobs with their schedule, last and next run, then exit.",
         )
 
-    def check(self, app_configs: Any = None, tags: Any = None, **kwargs: Any) -> None:
+    def check(
+        self,
+        app_configs: Sequence[AppConfig] | None = None,
+        tags: Sequence[str] | None = None,
+        display_num_errors: bool = False,
+        include_deployment_checks: bool = False,
+        fail_level: int = checks.ERROR,
+        databases: Sequence[str] | None = None,
+    ) -> None:
         """Run the system checks, less Django's template checks.
 
         Those import every installed app's template tag libraries (the admin's, DRF's and,
         through it, django.contrib.postgres) only to compare their names: 20 MB of a worker's
         memory for nothing it runs. `manage.py check`, runserver and migrate still run them.
         """
+
+        def run() -> None:
+            super(Command, self).check(
+                app_configs,
+                tags,
+                display_num_errors,
+                include_deployment_checks,
+                fail_level,
+                databases,
+            )
+
         if tags is not None:
-            return super().check(app_configs, tags, **kwargs)
+            return run()
         registry = checks.registry.registry
         registered = registry.registered_checks
         registry.registered_checks = {
             check for check in registered if checks.Tags.templates not in getattr(check, "tags", ())
         }
         try:
-            return super().check(app_configs, tags, **kwargs)
+            return run()
         finally:
             registry.registered_checks = registered
 
