@@ -114,6 +114,15 @@ def ours(db: str, sizes: dict, keep_below: int | None = None) -> list[Job]:
         job("pull_4", "pull: lease 1000 + delete, 4 processes", "pull", s["pull"], "--procs", "4"),
         job("push_1", "push drain, 1 worker", "push", s["push"], *extra),
         job("push_2", "push drain, 2 workers", "push", s["push"], "--procs", "2", *extra),
+        job(
+            "push_processes_2",
+            "push drain, one runtaskworker --processes 2",
+            "push-processes",
+            s["push"],
+            "--procs",
+            "2",
+            *extra,
+        ),
         job("djtasks_1", "Django Tasks drain, 1 worker", "djtasks", s["djtasks"], *extra),
         job("latency", "idle latency add -> handler", "latency", latency_n, unit="ms"),
     ]

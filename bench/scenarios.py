@@ -169,21 +169,24 @@ def pull_consumer(args) -> dict:
 # -- push ------------------------------------------------------------------------------------
 
 
-def worker_command(concurrency: int = 1, burst: bool = True) -> list[str]:
+def worker_command(concurrency: int = 1, burst: bool = True, processes: int = 0) -> list[str]:
     cmd = [common.PYTHON, common.MANAGE, "runtaskworker", "--queue", PUSH_QUEUE]
     cmd += ["--concurrency", str(concurrency)]
     if burst:
         cmd.append("--burst")
+    if processes:
+        cmd += ["--processes", str(processes)]
     return cmd
 
 
-def _drain(args, n: int, workers: int, label: str) -> dict:
+def _drain(args, n: int, workers: int, label: str, processes: int = 0) -> dict:
     from bench.jobs import read_marks
 
     marks = common.fresh_mark_file(label)
     env = common.child_env(args.db, BENCH_MARK_FILE=marks)
     log = common.BENCH_DIR / ".data" / f"{label}-{args.db}.log"
-    procs = [common.start(worker_command(1, burst=True), env, log) for _ in range(workers)]
+    command = worker_command(1, burst=True, processes=processes)
+    procs = [common.start(command, env, log) for _ in range(workers)]
     try:
         rss: dict = {}
         seen = common.wait_window(marks, n, args.window, args.timeout, procs, rss)
@@ -209,6 +212,18 @@ def push(args) -> dict:
     common.seed_push(args.n)
     common.analyze()
     return _drain(args, args.n, args.procs, "push")
+
+
+@scenario
+def push_processes(args) -> dict:
+    """N no-op push tasks drained by one `runtaskworker --burst --processes P` (P = `--procs`)."""
+    common.reset_tables(args.keep_below)
+    common.seed_push(args.n)
+    common.analyze()
+    return {
+        **_drain(args, args.n, 1, "push-processes", processes=args.procs),
+        "workers": args.procs,
+    }
 
 
 @scenario

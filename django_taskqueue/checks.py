@@ -352,7 +352,9 @@ def check_rest(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) ->
     problem = None
     if not isinstance(classes, list | tuple) or not all(isinstance(c, str) for c in classes):
         problem = "must be a list of dotted paths"
-    else:
+    elif _rest_api_mounted():
+        # Importing the classes loads DRF; a worker of a project without the REST API
+        # would carry it for nothing, so they are only imported where the API is mounted.
         for path in classes:
             try:
                 import_string(path)

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .base import TaskRow, TaskStore
 from .features import MySQLFeatures
+from .watch import watch_newest_id
 
 
 class MySQLOperations(TaskStore):
     features = MySQLFeatures
+
+    def listen(self, wake: Callable[[], None], stopping: Callable[[], bool]) -> None:
+        watch_newest_id(self.alias, wake, stopping)
 
     def insert(self, rows: Sequence[TaskRow], notify: bool) -> set[str]:
         # Only unique-key conflicts can be ignored here: every other value was validated by

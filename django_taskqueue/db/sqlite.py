@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from ..models import QueueState
 from .base import TaskRow, TaskStore
 from .features import SQLiteFeatures
+from .watch import watch_newest_id
 
 
 class SQLiteOperations(TaskStore):
     features = SQLiteFeatures
+
+    def listen(self, wake: Callable[[], None], stopping: Callable[[], bool]) -> None:
+        watch_newest_id(self.alias, wake, stopping)
 
     def insert(self, rows: Sequence[TaskRow], notify: bool) -> set[str]:
         params = [p for row in self.prepared_rows(rows) for p in row]

@@ -29,10 +29,9 @@ import threading
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
-import httpx
 from django.conf import settings
 from django.core import signals
 from django.core.handlers.base import BaseHandler
@@ -45,6 +44,9 @@ from ..conf import taskqueue_settings
 from ..db.rows import ClaimedTask
 from . import direct, explain, passage
 from .passage import delivery_host
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger("django_taskqueue")
 
@@ -226,6 +228,8 @@ class Deliverer:
     def client(self) -> httpx.Client:
         with self._lock:
             if self._client is None:
+                import httpx  # only for a remote target: a worker saves its 10 MB otherwise
+
                 self._client = httpx.Client(
                     timeout=self.deadline_seconds,
                     limits=httpx.Limits(max_connections=self.max_connections),
@@ -280,6 +284,8 @@ class Deliverer:
         base = base_url.rstrip("/")
         headers = task_headers(task, path_prefix=urlsplit(base).path)
         passage.add_csrf_pair(headers, base)
+        import httpx
+
         try:
             response = self.client.request(
                 task.method,

@@ -1,8 +1,9 @@
 """The listener: wakes idle workers when an add commits, where the task store can say so.
 
-On PostgreSQL the store LISTENs on a connection of its own (`TaskStore.listen`) in this
-service's thread; elsewhere (`features.can_notify_workers` false) the service does nothing and
-workers find new tasks by polling.
+`TaskStore.listen` runs in this service's thread: on PostgreSQL it LISTENs on a connection of
+its own; on MariaDB, MySQL and SQLite it watches the newest task id with a tiny read every
+50 ms (`db/watch.py`). A store without `features.can_notify_workers` leaves the service idle
+and its workers find new tasks by polling.
 """
 
 from __future__ import annotations

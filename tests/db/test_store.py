@@ -56,7 +56,8 @@ class TestFeatures:
         features = store("default").features
         assert issubclass(features, BaseFeatures)
         assert features.can_claim_in_one_statement is (connection.vendor == "postgresql")
-        assert features.can_notify_workers is (connection.vendor == "postgresql")
+        assert features.can_notify_workers
+        assert features.can_push_notifications is (connection.vendor == "postgresql")
         assert features.has_row_locks is (connection.vendor != "sqlite")
 
     def test_a_store_without_the_capability_refuses_the_verb(self, frozen_clock):

@@ -6,8 +6,11 @@ import argparse
 import logging
 import sys
 import threading
+from collections.abc import Sequence
 from typing import Any
 
+from django.apps import AppConfig
+from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import autoreload
@@ -28,6 +31,15 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number, 1 or more (got {text!r})")
     return value
+
+
+def _processes(text: str) -> int:
+    from ...dispatch.supervisor import resolve_processes
+
+    try:
+        return resolve_processes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _positive_float(text: str) -> float:
@@ -67,6 +79,15 @@ class Command(BaseCommand):
             default=20,
             metavar="N",
             help="Tasks claimed per free slot in one claim, run one after another. Default: 20.",
+        )
+        parser.add_argument(
+            "--processes",
+            type=_processes,
+            default=None,
+            metavar="N",
+            help="Run N worker processes under one supervisor (signals forwarded, a crashed "
+            "one restarted, one log); 0 or 'auto': one per CPU core. Default: this process "
+            "alone.",
         )
         parser.add_argument(
             "--burst",
@@ -111,6 +132,44 @@ class Command(BaseCommand):
             help="Print the cron jobs with their schedule, last and next run, then exit.",
         )
 
+    def check(
+        self,
+        app_configs: Sequence[AppConfig] | None = None,
+        tags: Sequence[str] | None = None,
+        display_num_errors: bool = False,
+        include_deployment_checks: bool = False,
+        fail_level: int = checks.ERROR,
+        databases: Sequence[str] | None = None,
+    ) -> None:
+        """Run the system checks, less Django's template checks.
+
+        Those import every installed app's template tag libraries (the admin's, DRF's and,
+        through it, django.contrib.postgres) only to compare their names: 20 MB of a worker's
+        memory for nothing it runs. `manage.py check`, runserver and migrate still run them.
+        """
+
+        def run() -> None:
+            super(Command, self).check(
+                app_configs,
+                tags,
+                display_num_errors,
+                include_deployment_checks,
+                fail_level,
+                databases,
+            )
+
+        if tags is not None:
+            return run()
+        registry = checks.registry.registry
+        registered = registry.registered_checks
+        registry.registered_checks = {
+            check for check in registered if checks.Tags.templates not in getattr(check, "tags", ())
+        }
+        try:
+            return run()
+        finally:
+            registry.registered_checks = registered
+
     def handle(self, *args: Any, **options: Any) -> None:
         worker_id = options["worker_id"]
         if worker_id is not None and not 1 <= len(worker_id) <= 64:
@@ -119,12 +178,22 @@ class Command(BaseCommand):
             )
         if options["reload"] and options["burst"]:
             raise CommandError("--reload and --burst cannot be combined: a burst worker exits.")
+        if options["reload"] and options["processes"] is not None:
+            raise CommandError(
+                "--reload and --processes cannot be combined: run one process while developing."
+            )
         if options["list_cron"]:
             from ...cron.listing import write_cron_table
 
             write_cron_table(self.stdout)
             return
         _log_to_console(options["verbosity"])
+        if options["processes"] is not None:
+            self._supervise(options)
+            return
+        from ...dispatch.supervisor import watch_supervisor
+
+        watch_supervisor()  # a child of --processes stops if its supervisor dies
         if options["reload"]:
             self._run_with_reloader(options)
         else:
@@ -146,6 +215,23 @@ class Command(BaseCommand):
         except (Error, ImproperlyConfigured) as e:
             # A broken queue.yaml or QUEUES (when checks were skipped): one line, no traceback.
             raise CommandError(str(e)) from e
+
+    def _supervise(self, options: dict[str, Any]) -> None:
+        from ...dispatch.supervisor import Supervisor
+        from ...dispatch.worker import _served_queues, default_worker_id
+
+        # Each child validates the options again; a broken queue.yaml is said here once.
+        try:
+            _served_queues(options["queues"])
+        except (Error, ImproperlyConfigured) as e:
+            raise CommandError(str(e)) from e
+        code = Supervisor(
+            options["processes"],
+            _child_args(options),
+            options["worker_id"] or default_worker_id(),
+        ).run()
+        if code:
+            raise SystemExit(code)
 
     def _run_with_reloader(self, options: dict[str, Any]) -> None:
         """Run the worker under Django's autoreloader, stopping it cleanly before each restart.
@@ -174,6 +260,35 @@ class Command(BaseCommand):
             if worker is not None and not done.is_set():
                 worker.stop()
                 done.wait(RELOAD_GRACE_SECONDS)
+
+
+def _child_args(options: dict[str, Any]) -> list[str]:
+    """The command line of one child of `--processes`: the same options, one process each."""
+    args = [
+        "--concurrency",
+        str(options["concurrency"]),
+        "--prefetch",
+        str(options["prefetch"]),
+        "--verbosity",
+        str(options["verbosity"]),
+    ]
+    for name in options["queues"] or ():
+        args += ["--queue", name]
+    if options["burst"]:
+        args.append("--burst")
+    if options["max_tasks"] is not None:
+        args += ["--max-tasks", str(options["max_tasks"])]
+    if options["poll_interval"] is not None:
+        args += ["--poll-interval", repr(options["poll_interval"])]
+    if options["no_cron"]:
+        args.append("--no-cron")
+    if options.get("settings"):
+        args += ["--settings", options["settings"]]
+    if options.get("pythonpath"):
+        args += ["--pythonpath", options["pythonpath"]]
+    if options.get("traceback"):
+        args.append("--traceback")
+    return args
 
 
 def _setting(name: str) -> Any:

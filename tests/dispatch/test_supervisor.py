@@ -1,0 +1,171 @@
+"""`runtaskworker --processes N`: real supervisor and worker processes on the test database."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from django_taskqueue.dispatch import supervisor
+from django_taskqueue.dispatch.supervisor import Supervisor, resolve_processes
+from django_taskqueue.models import TaskRecord, TaskState
+from django_taskqueue.taskqueue import Queue, Task
+
+from ..conftest import REPO_ROOT
+
+FAST = {
+    "DEFAULT_DEADLINE_SECONDS": 2,
+    "LEASE_MARGIN_SECONDS": 1,
+    "RESCUE_INTERVAL_SECONDS": 0.2,
+    "POLL_INTERVAL_SECONDS": 0.1,
+}
+
+
+def start(env, log, *args):
+    env = {**env, "TASKQUEUE_TEST_OVERRIDES": json.dumps(FAST)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "django", "runtaskworker", "--queue", "default", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for(predicate, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def child_pids(log_path):
+    text = log_path.read_text(errors="replace")
+    return {w: int(p) for w, p in re.findall(r"event=child_started worker=(\S+) pid=(\d+)", text)}
+
+
+def finish(proc):
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=30)
+
+
+def count(state):
+    return TaskRecord.objects.filter(state=state).count()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_children_share_the_queue_and_sigterm_stops_them_all(child_env, tmp_path):
+    Queue("default").add(
+        [Task(method="GET", name=f"t{i}", url="/sleep?seconds=0.1") for i in range(40)]
+    )
+    log_path = tmp_path / "log"
+    with log_path.open("wb") as log:
+        proc = start(child_env, log, "--processes", "2", "--prefetch", "1", "--worker-id", "sup")
+        try:
+            wait_for(lambda: count(TaskState.SUCCEEDED) == 40, what="the queue to drain")
+            Queue("default").add(Task(method="GET", name="late", url="/sleep?seconds=1&mark=1"))
+            wait_for(lambda: count(TaskState.RUNNING) == 1, what="the late task to start")
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        finally:
+            finish(proc)
+    output = log_path.read_text(errors="replace")
+    assert proc.returncode == 0, output
+    assert count(TaskState.RUNNING) == 0
+    assert TaskRecord.objects.get(name="late").state == TaskState.SUCCEEDED  # finished first
+    workers = set(TaskRecord.objects.values_list("worker_id", flat=True))
+    assert workers == {"sup-p1", "sup-p2"}, output
+    # One log stream: the children's lines carry their worker id.
+    assert "[sup-p1] " in output and "[sup-p2] " in output
+    assert "event=supervisor_stopped exit_code=0" in output
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_child_is_restarted_and_the_queue_still_drains(child_env, tmp_path):
+    log_path = tmp_path / "log"
+    with log_path.open("wb") as log:
+        proc = start(child_env, log, "--processes", "2", "--worker-id", "sup")
+        try:
+            wait_for(lambda: len(child_pids(log_path)) == 2, what="two children")
+            wait_for(
+                lambda: log_path.read_text(errors="replace").count("event=worker_started") == 2,
+                what="both workers to start",
+            )
+            os.kill(child_pids(log_path)["sup-p1"], signal.SIGKILL)
+            wait_for(lambda: "sup-p1r1" in child_pids(log_path), what="the restart")
+            Queue("default").add([Task(method="GET", name=f"t{i}", url="/echo") for i in range(20)])
+            wait_for(lambda: count(TaskState.SUCCEEDED) == 20, what="the queue to drain")
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        finally:
+            finish(proc)
+    output = log_path.read_text(errors="replace")
+    assert proc.returncode == 0, output
+    assert re.search(r"event=child_died worker=sup-p1 exit_code=-9", output), output
+    assert count(TaskState.RUNNING) == 0
+
+
+def test_a_child_that_cannot_start_is_given_up_on(monkeypatch, tmp_path):
+    monkeypatch.setattr(supervisor, "FIRST_RESTART_PAUSE_SECONDS", 0.01)
+    monkeypatch.setattr(supervisor, "MAX_STARTUP_FAILURES", 3)
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    out = (tmp_path / "out").open("w+b")
+    err = (tmp_path / "err").open("w+b")
+    # The child refuses an unknown queue and exits 1 at once, every time.
+    sup = Supervisor(1, ["--queue", "no-such-queue"], "bad", stdout=out, stderr=err)
+    assert sup.run() == 1
+    assert sup.children[0].starts == 3
+    err.seek(0)
+    assert b"[bad-p1r2] " in err.read()
+
+
+def test_processes_zero_or_auto_is_one_per_core():
+    cores = os.cpu_count() or 1
+    assert resolve_processes("0") == resolve_processes("auto") == cores
+    assert resolve_processes("3") == 3
+    with pytest.raises(ValueError, match="1 or more"):
+        resolve_processes("-1")
+    with pytest.raises(ValueError, match="1 or more"):
+        resolve_processes("many")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_children_stop_when_the_supervisor_is_killed(child_env, tmp_path):
+    log_path = tmp_path / "log"
+    with log_path.open("wb") as log:
+        proc = start(child_env, log, "--processes", "2", "--worker-id", "sup")
+        try:
+            wait_for(lambda: len(child_pids(log_path)) == 2, what="two children")
+            pids = list(child_pids(log_path).values())
+            proc.kill()
+            proc.wait(timeout=10)
+            wait_for(lambda: not any(_alive(pid) for pid in pids), what="the children to stop")
+        finally:
+            finish(proc)
+            for pid in child_pids(log_path).values():
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_reload_and_processes_cannot_be_combined():
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="--reload and --processes"):
+        call_command("runtaskworker", "--reload", "--processes", "2")
