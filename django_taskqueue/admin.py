@@ -11,14 +11,13 @@ import json
 from collections import defaultdict
 
 from django.contrib import admin, messages
-from django.db.models import Count, IntegerField, Min, OuterRef, Subquery
-from django.db.models.functions import Coalesce
 from django.urls import path
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from . import clock, dashboard, humanize
+from . import clock, dashboard, figures, humanize
 from .conf import taskqueue_settings
 from .db import store
 from .models import FINISHED_STATES, QueueState, TaskRecord, TaskState
@@ -47,11 +46,11 @@ def when(at: datetime.datetime | None) -> str:
         return "-"
     delta = (at - clock.now()).total_seconds()
     if abs(delta) < 1:
-        relative = _("now")
+        relative = gettext("now")
     elif delta > 0:
-        relative = _("in %s") % _relative(delta)
+        relative = gettext("in %s") % _relative(delta)
     else:
-        relative = _("%s ago") % _relative(delta)
+        relative = gettext("%s ago") % _relative(delta)
     local = timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S")
     return format_html('<time datetime="{}">{}</time> ({})', at.isoformat(), local, relative)
 
@@ -63,18 +62,6 @@ def error_summary(text: str | None) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     line = lines[-1] if lines[0].startswith("Traceback") else lines[0]
     return line if len(line) <= _SUMMARY_CHARS else line[: _SUMMARY_CHARS - 1] + "…"
-
-
-def _count(**filters):
-    """A correlated COUNT of the task rows of the outer queue matching `filters`."""
-    rows = (
-        TaskRecord.objects.filter(queue_name=OuterRef("name"), **filters)
-        .order_by()
-        .values("queue_name")
-        .annotate(n=Count("id"))
-        .values("n")
-    )
-    return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
 
 
 class _ReadMostlyAdmin(admin.ModelAdmin):
@@ -140,30 +127,22 @@ class QueueAdmin(_ReadMostlyAdmin):
             [QueueState(name=name) for name in configs], ignore_conflicts=True
         )
         now = clock.now()
-        minute = now - datetime.timedelta(minutes=1)
-        hour = now - datetime.timedelta(hours=1)
-        oldest = (
-            TaskRecord.objects.filter(queue_name=OuterRef("name"), state=TaskState.QUEUED)
-            .order_by()
-            .values("queue_name")
-            .annotate(m=Min("eta"))
-            .values("m")
-        )
+        live = figures.correlated(figures.live(now))
+        executed = figures.correlated(figures.executed(now))
+        failed = figures.correlated(figures.failed(now))
         return (
             super()
             .get_queryset(request)
             .filter(name__in=list(configs))
             .annotate(
-                waiting=_count(state=TaskState.QUEUED, eta__lte=now),
-                oldest=Subquery(oldest),
-                running=_count(state=TaskState.RUNNING),
-                leased=_count(
-                    state=TaskState.QUEUED, method="PULL", eta__gt=now, leased_at__isnull=False
-                ),
-                last_minute=_count(leased_at__gte=minute),
-                last_hour=_count(leased_at__gte=hour),
-                failed_minute=_count(state=TaskState.FAILED, finished_at__gte=minute),
-                failed_hour=_count(state=TaskState.FAILED, finished_at__gte=hour),
+                waiting=live["waiting"],
+                oldest=live["oldest_eta"],
+                running=live["running"],
+                leased=live["leased"],
+                last_minute=executed["executed_last_minute"],
+                last_hour=executed["executed_last_hour"],
+                failed_minute=failed["failed_last_minute"],
+                failed_hour=failed["failed_last_hour"],
             )
         )
 
