@@ -21,7 +21,6 @@ from .exceptions import (
     InvalidTagError,
     InvalidTaskError,
     InvalidTaskNameError,
-    InvalidTaskRetryOptionsError,
     InvalidUrlError,
     TaskTooLargeError,
 )
@@ -36,6 +35,7 @@ from .limits import (
     MIN_DISPATCH_DEADLINE,
     TASK_NAME_RE,
 )
+from .retry import check_backoff_order, check_retry_option
 
 if TYPE_CHECKING:
     from .rpc import UserRPC
@@ -152,18 +152,9 @@ class TaskRetryOptions:
             raise TypeError(f"Invalid arguments: {', '.join(sorted(unknown))}")
         values = {name: kwargs.get(name) for name in self._NAMES}
         for name, value in values.items():
-            if value is None:
-                continue
-            # App Engine compares each value with 0: numbers pass, other types raise TypeError.
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-            if value < 0:
-                raise InvalidTaskRetryOptionsError(f"{name} must be at least 0")
-        low, high = values["min_backoff_seconds"], values["max_backoff_seconds"]
-        if low is not None and high is not None and high < low:
-            raise InvalidTaskRetryOptionsError(
-                "max_backoff_seconds must be at least min_backoff_seconds"
-            )
+            if value is not None:
+                check_retry_option(name, value)
+        check_backoff_order(values["min_backoff_seconds"], values["max_backoff_seconds"])
         if values["task_age_limit"] is not None:
             values["task_age_limit"] = int(math.ceil(values["task_age_limit"]))
         # The other options are kept as given, as App Engine keeps them.
