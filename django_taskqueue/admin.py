@@ -18,6 +18,7 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from . import clock, dashboard, figures, humanize
+from .admin_base import ReadMostlyAdmin
 from .conf import taskqueue_settings
 from .db import store
 from .models import FINISHED_STATES, QueueState, TaskRecord, TaskState
@@ -64,26 +65,8 @@ def error_summary(text: str | None) -> str:
     return line if len(line) <= _SUMMARY_CHARS else line[: _SUMMARY_CHARS - 1] + "…"
 
 
-class _ReadMostlyAdmin(admin.ModelAdmin):
-    """Rows are shown, never added, edited in a form or deleted: actions make every change."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        # Deleting a task row would free its name early; the delete action tombstones it.
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        # The change list's actions need the permission; a row's own page is read-only.
-        return obj is None and super().has_change_permission(request)
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).using(taskqueue_settings.DATABASE)
-
-
 @admin.register(QueueState)
-class QueueAdmin(_ReadMostlyAdmin):
+class QueueAdmin(ReadMostlyAdmin):
     list_display = (
         "name",
         "mode",
@@ -236,7 +219,7 @@ class QueueAdmin(_ReadMostlyAdmin):
 
 
 @admin.register(TaskRecord)
-class TaskAdmin(_ReadMostlyAdmin):
+class TaskAdmin(ReadMostlyAdmin):
     list_display = (
         "name",
         "queue_name",

@@ -11,6 +11,7 @@ from django.db.models import OuterRef, Subquery
 from django.utils.translation import gettext_lazy as _
 
 from .. import clock
+from ..admin_base import ReadMostlyAdmin
 from ..conf import taskqueue_settings
 from ..models import CronJobState, TaskRecord
 from .config import CronJob, all_cron_jobs
@@ -26,7 +27,7 @@ def _last_task(field: str) -> Subquery:
 
 
 @admin.register(CronJobState)
-class CronJobAdmin(admin.ModelAdmin):
+class CronJobAdmin(ReadMostlyAdmin):
     list_display = (
         "job_name",
         "url",
@@ -49,16 +50,6 @@ class CronJobAdmin(admin.ModelAdmin):
     )
     ordering = ("description", "url")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        # The change list's action needs the permission; a row's own page is read-only.
-        return obj is None and super().has_change_permission(request)
-
     def _jobs(self) -> dict[str, CronJob]:
         return {job.key: job for job in all_cron_jobs()}
 
@@ -69,7 +60,6 @@ class CronJobAdmin(admin.ModelAdmin):
         return (
             super()
             .get_queryset(request)
-            .using(alias)
             .filter(key__in=list(jobs))
             .annotate(
                 task_state=_last_task("state"),
