@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    # Checked against Django's own framework, whose API the backport mirrors: importing both
-    # under one name would give every name two types.
-    from django.tasks import (
+try:
+    from django.tasks import (  # Django 6.0+
         DEFAULT_TASK_QUEUE_NAME,
         Task,
         TaskContext,
@@ -25,41 +23,28 @@ if TYPE_CHECKING:
     from django.tasks.signals import task_enqueued, task_finished, task_started
     from django.utils.json import normalize_json
 
-    SOURCE: str
-else:
+    SOURCE = "django.tasks"
+except ImportError:  # Django 5.2: the backport
+    # Type-checked as Django's own framework, whose API the backport mirrors: importing both
+    # under one name would give every name two types.
+    if TYPE_CHECKING:
+        raise
     try:
-        from django.tasks import (  # Django 6.0+
-            DEFAULT_TASK_QUEUE_NAME,
-            Task,
-            TaskContext,
-            TaskResult,
-            TaskResultStatus,
-            task_backends,
-        )
-        from django.tasks.backends.base import BaseTaskBackend
-        from django.tasks.base import TaskError
-        from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
-        from django.tasks.signals import task_enqueued, task_finished, task_started
-        from django.utils.json import normalize_json
+        from django_tasks import DEFAULT_TASK_QUEUE_NAME, task_backends
+    except ImportError as e:
+        raise ImportError(
+            "django_taskqueue.backends needs Django's Tasks framework: Django 6.0 or newer, or "
+            'on Django 5.2 the django-tasks backport (pip install "django-taskqueue[tasks]").'
+        ) from e
+    from django_tasks import checks as _checks  # noqa: F401  (registers the backends' checks)
+    from django_tasks.backends.base import BaseTaskBackend
+    from django_tasks.base import Task, TaskContext, TaskError, TaskResult, TaskResultStatus
+    from django_tasks.exceptions import InvalidTaskError as InvalidTask
+    from django_tasks.exceptions import TaskResultDoesNotExist
+    from django_tasks.signals import task_enqueued, task_finished, task_started
+    from django_tasks.utils import normalize_json
 
-        SOURCE = "django.tasks"
-    except ImportError:  # Django 5.2: the backport
-        try:
-            from django_tasks import DEFAULT_TASK_QUEUE_NAME, task_backends
-        except ImportError as e:
-            raise ImportError(
-                "django_taskqueue.backends needs Django's Tasks framework: Django 6.0 or newer, or "
-                'on Django 5.2 the django-tasks backport (pip install "django-taskqueue[tasks]").'
-            ) from e
-        from django_tasks import checks as _checks  # noqa: F401  (registers the backends' checks)
-        from django_tasks.backends.base import BaseTaskBackend
-        from django_tasks.base import Task, TaskContext, TaskError, TaskResult, TaskResultStatus
-        from django_tasks.exceptions import InvalidTaskError as InvalidTask
-        from django_tasks.exceptions import TaskResultDoesNotExist
-        from django_tasks.signals import task_enqueued, task_finished, task_started
-        from django_tasks.utils import normalize_json
-
-        SOURCE = "django_tasks"
+    SOURCE = "django_tasks"
 
 __all__ = [
     "DEFAULT_TASK_QUEUE_NAME",
