@@ -6,6 +6,8 @@ framework is copied: on Django 5.2 install the backport (`pip install "django-ta
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 try:
     from django.tasks import (  # Django 6.0+
         DEFAULT_TASK_QUEUE_NAME,
@@ -23,6 +25,10 @@ try:
 
     SOURCE = "django.tasks"
 except ImportError:  # Django 5.2: the backport
+    # Type-checked as Django's own framework, whose API the backport mirrors: importing both
+    # under one name would give every name two types.
+    if TYPE_CHECKING:
+        raise
     try:
         from django_tasks import DEFAULT_TASK_QUEUE_NAME, task_backends
     except ImportError as e:

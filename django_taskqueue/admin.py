@@ -9,20 +9,23 @@ from __future__ import annotations
 import datetime
 import json
 from collections import defaultdict
+from typing import Protocol
 
 from django.contrib import admin, messages
-from django.db.models import Count, IntegerField, Min, OuterRef, Subquery
-from django.db.models.functions import Coalesce
-from django.urls import path
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
+from django.urls import URLPattern, path
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from . import clock, dashboard, humanize
+from . import clock, dashboard, figures, humanize
+from .admin_base import ReadMostlyAdmin
 from .conf import taskqueue_settings
 from .db import store
-from .models import FINISHED_STATES, QueueState, TaskRecord, TaskState
-from .queues import all_queue_configs
+from .models import FINISHED_STATES, QueueState, TaskRecord, TaskRecordQuerySet, TaskState
+from .queues import QueueConfig, all_queue_configs
 from .taskqueue import Queue
 
 _PREVIEW_BYTES = 4096
@@ -47,11 +50,11 @@ def when(at: datetime.datetime | None) -> str:
         return "-"
     delta = (at - clock.now()).total_seconds()
     if abs(delta) < 1:
-        relative = _("now")
+        relative = gettext("now")
     elif delta > 0:
-        relative = _("in %s") % _relative(delta)
+        relative = gettext("in %s") % _relative(delta)
     else:
-        relative = _("%s ago") % _relative(delta)
+        relative = gettext("%s ago") % _relative(delta)
     local = timezone.localtime(at).strftime("%Y-%m-%d %H:%M:%S")
     return format_html('<time datetime="{}">{}</time> ({})', at.isoformat(), local, relative)
 
@@ -65,38 +68,24 @@ def error_summary(text: str | None) -> str:
     return line if len(line) <= _SUMMARY_CHARS else line[: _SUMMARY_CHARS - 1] + "…"
 
 
-def _count(**filters):
-    """A correlated COUNT of the task rows of the outer queue matching `filters`."""
-    rows = (
-        TaskRecord.objects.filter(queue_name=OuterRef("name"), **filters)
-        .order_by()
-        .values("queue_name")
-        .annotate(n=Count("id"))
-        .values("n")
-    )
-    return Coalesce(Subquery(rows, output_field=IntegerField()), 0)
+class FiguredQueue(Protocol):
+    """A `QueueState` row as the queue list shows it: annotated with its figures."""
 
-
-class _ReadMostlyAdmin(admin.ModelAdmin):
-    """Rows are shown, never added, edited in a form or deleted: actions make every change."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        # Deleting a task row would free its name early; the delete action tombstones it.
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        # The change list's actions need the permission; a row's own page is read-only.
-        return obj is None and super().has_change_permission(request)
-
-    def get_queryset(self, request):
-        return super().get_queryset(request).using(taskqueue_settings.DATABASE)
+    name: str
+    paused: bool
+    enforced_rate: float | None
+    waiting: int
+    oldest: datetime.datetime | None
+    running: int
+    leased: int
+    last_minute: int
+    last_hour: int
+    failed_minute: int
+    failed_hour: int
 
 
 @admin.register(QueueState)
-class QueueAdmin(_ReadMostlyAdmin):
+class QueueAdmin(ReadMostlyAdmin):
     list_display = (
         "name",
         "mode",
@@ -117,7 +106,7 @@ class QueueAdmin(_ReadMostlyAdmin):
     readonly_fields = ("name", "paused", "tokens", "tokens_at", "enforced_rate", "updated_at")
     ordering = ("name",)
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         view = self.admin_site.admin_view
         return [
             path(
@@ -133,100 +122,92 @@ class QueueAdmin(_ReadMostlyAdmin):
             *super().get_urls(),
         ]
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[QueueState]:
         configs = all_queue_configs()
         # Queues come from configuration; their runtime rows are made when first shown.
         QueueState.objects.using(taskqueue_settings.DATABASE).bulk_create(
             [QueueState(name=name) for name in configs], ignore_conflicts=True
         )
         now = clock.now()
-        minute = now - datetime.timedelta(minutes=1)
-        hour = now - datetime.timedelta(hours=1)
-        oldest = (
-            TaskRecord.objects.filter(queue_name=OuterRef("name"), state=TaskState.QUEUED)
-            .order_by()
-            .values("queue_name")
-            .annotate(m=Min("eta"))
-            .values("m")
-        )
+        live = figures.correlated(figures.live(now))
+        executed = figures.correlated(figures.executed(now))
+        failed = figures.correlated(figures.failed(now))
         return (
             super()
             .get_queryset(request)
             .filter(name__in=list(configs))
             .annotate(
-                waiting=_count(state=TaskState.QUEUED, eta__lte=now),
-                oldest=Subquery(oldest),
-                running=_count(state=TaskState.RUNNING),
-                leased=_count(
-                    state=TaskState.QUEUED, method="PULL", eta__gt=now, leased_at__isnull=False
-                ),
-                last_minute=_count(leased_at__gte=minute),
-                last_hour=_count(leased_at__gte=hour),
-                failed_minute=_count(state=TaskState.FAILED, finished_at__gte=minute),
-                failed_hour=_count(state=TaskState.FAILED, finished_at__gte=hour),
+                waiting=live["waiting"],
+                oldest=live["oldest_eta"],
+                running=live["running"],
+                leased=live["leased"],
+                last_minute=executed["executed_last_minute"],
+                last_hour=executed["executed_last_hour"],
+                failed_minute=failed["failed_last_minute"],
+                failed_hour=failed["failed_last_hour"],
             )
         )
 
-    def _config(self, obj):
+    def _config(self, obj: FiguredQueue) -> QueueConfig | None:
         return all_queue_configs().get(obj.name)
 
     @admin.display(description=_("mode"))
-    def mode(self, obj):
+    def mode(self, obj: FiguredQueue) -> str:
         config = self._config(obj)
         return config.mode if config else "-"
 
     @admin.display(description=_("rate"))
-    def rate(self, obj):
+    def rate(self, obj: FiguredQueue) -> str:
         config = self._config(obj)
         if not config or config.is_pull:
             return "-"
         return f"{config.rate_text}, bucket {config.bucket_size}"
 
     @admin.display(description=_("waiting"), ordering="waiting")
-    def waiting(self, obj):
+    def waiting(self, obj: FiguredQueue) -> int:
         return obj.waiting
 
     @admin.display(description=_("oldest ETA"), ordering="oldest")
-    def oldest_eta(self, obj):
+    def oldest_eta(self, obj: FiguredQueue) -> str:
         return when(obj.oldest)
 
     @admin.display(description=_("running/leased"))
-    def running_or_leased(self, obj):
+    def running_or_leased(self, obj: FiguredQueue) -> int:
         return obj.running + obj.leased
 
     @admin.display(description=_("run 1 min"))
-    def executed_last_minute(self, obj):
+    def executed_last_minute(self, obj: FiguredQueue) -> int:
         return obj.last_minute
 
     @admin.display(description=_("run 1 h"))
-    def executed_last_hour(self, obj):
+    def executed_last_hour(self, obj: FiguredQueue) -> int:
         return obj.last_hour
 
     @admin.display(description=_("failed 1 min"))
-    def failed_last_minute(self, obj):
+    def failed_last_minute(self, obj: FiguredQueue) -> int:
         return obj.failed_minute
 
     @admin.display(description=_("failed 1 h"))
-    def failed_last_hour(self, obj):
+    def failed_last_hour(self, obj: FiguredQueue) -> int:
         return obj.failed_hour
 
     @admin.display(description=_("enforced rate"))
-    def enforced_rate_display(self, obj):
+    def enforced_rate_display(self, obj: FiguredQueue) -> str:
         return humanize.rate(obj.enforced_rate)
 
     @admin.display(description=_("paused"), boolean=True)
-    def is_paused(self, obj):
+    def is_paused(self, obj: FiguredQueue) -> bool:
         config = self._config(obj)
         return bool(obj.paused or (config and config.paused_by_config))
 
     @admin.action(description=_("Pause selected queues"), permissions=["change"])
-    def pause(self, request, queryset):
+    def pause(self, request: HttpRequest, queryset: QuerySet[QueueState]) -> None:
         for state in queryset:
             Queue(state.name).pause()
         self.message_user(request, _("Paused %d queue(s).") % len(queryset))
 
     @admin.action(description=_("Resume selected queues"), permissions=["change"])
-    def resume(self, request, queryset):
+    def resume(self, request: HttpRequest, queryset: QuerySet[QueueState]) -> None:
         for state in queryset:
             Queue(state.name).resume()
         self.message_user(request, _("Resumed %d queue(s).") % len(queryset))
@@ -234,13 +215,13 @@ class QueueAdmin(_ReadMostlyAdmin):
     @admin.action(
         description=_("Purge selected queues (delete every task)"), permissions=["change"]
     )
-    def purge(self, request, queryset):
+    def purge(self, request: HttpRequest, queryset: QuerySet[QueueState]) -> None:
         for state in queryset:
             Queue(state.name).purge()
         self.message_user(request, _("Purged %d queue(s).") % len(queryset), messages.WARNING)
 
     @admin.action(description=_("Run waiting tasks now"), permissions=["change"])
-    def run_now(self, request, queryset):
+    def run_now(self, request: HttpRequest, queryset: QuerySet[QueueState]) -> None:
         names = [state.name for state in queryset]
         alias = taskqueue_settings.DATABASE
         tasks = TaskRecord.objects.using(alias).filter(queue_name__in=names)
@@ -248,7 +229,7 @@ class QueueAdmin(_ReadMostlyAdmin):
         self.message_user(request, _("%d task(s) are due now.") % count)
 
     @admin.action(description=_("Retry failed tasks"), permissions=["change"])
-    def retry_failed(self, request, queryset):
+    def retry_failed(self, request: HttpRequest, queryset: QuerySet[QueueState]) -> None:
         names = [state.name for state in queryset]
         alias = taskqueue_settings.DATABASE
         tasks = TaskRecord.objects.using(alias).filter(queue_name__in=names)
@@ -257,7 +238,7 @@ class QueueAdmin(_ReadMostlyAdmin):
 
 
 @admin.register(TaskRecord)
-class TaskAdmin(_ReadMostlyAdmin):
+class TaskAdmin(ReadMostlyAdmin):
     list_display = (
         "name",
         "queue_name",
@@ -293,11 +274,11 @@ class TaskAdmin(_ReadMostlyAdmin):
         "errors_display",
     )
 
-    def get_readonly_fields(self, request, obj=None):
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> list[str]:
         return [f for row in self.fields for f in (row if isinstance(row, tuple) else (row,))]
 
     @admin.display(description=_("ETA"), ordering="eta")
-    def eta_display(self, obj):
+    def eta_display(self, obj: TaskRecord) -> str:
         # A finished task's eta is whatever it was last (often its final lease's expiry):
         # no longer a time anything happens, so it is not shown as one.
         if obj.state in FINISHED_STATES:
@@ -309,31 +290,31 @@ class TaskAdmin(_ReadMostlyAdmin):
         return when(obj.eta)
 
     @admin.display(description=_("enqueued"), ordering="enqueued_at")
-    def enqueued_display(self, obj):
+    def enqueued_display(self, obj: TaskRecord) -> str:
         return when(obj.enqueued_at)
 
     @admin.display(description=_("first attempt"))
-    def first_attempt_display(self, obj):
+    def first_attempt_display(self, obj: TaskRecord) -> str:
         return when(obj.first_attempt_at)
 
     @admin.display(description=_("leased"))
-    def leased_display(self, obj):
+    def leased_display(self, obj: TaskRecord) -> str:
         return when(obj.leased_at)
 
     @admin.display(description=_("finished"))
-    def finished_display(self, obj):
+    def finished_display(self, obj: TaskRecord) -> str:
         return when(obj.finished_at)
 
     @admin.display(description=_("last error"))
-    def last_error_summary(self, obj):
+    def last_error_summary(self, obj: TaskRecord) -> str:
         return error_summary(obj.last_error)
 
     @admin.display(description=_("headers"))
-    def headers_display(self, obj):
+    def headers_display(self, obj: TaskRecord) -> str:
         return format_html("<pre>{}</pre>", "\n".join(f"{k}: {v}" for k, v in obj.headers))
 
     @admin.display(description=_("payload"))
-    def payload_display(self, obj):
+    def payload_display(self, obj: TaskRecord) -> str:
         if obj.payload is None:
             return "-"
         data = bytes(obj.payload)
@@ -346,29 +327,29 @@ class TaskAdmin(_ReadMostlyAdmin):
         return format_html("<pre>{}{}</pre>", text, more)
 
     @admin.display(description=_("last error"))
-    def last_error_display(self, obj):
+    def last_error_display(self, obj: TaskRecord) -> str:
         return format_html("<pre>{}</pre>", obj.last_error) if obj.last_error else "-"
 
     @admin.display(description=_("errors of each failed attempt"))
-    def errors_display(self, obj):
+    def errors_display(self, obj: TaskRecord) -> str:
         if not obj.errors:
             return "-"
         return format_html("<pre>{}</pre>", json.dumps(obj.errors, indent=2, default=str))
 
     @admin.action(description=_("Run selected tasks now"), permissions=["change"])
-    def run_now(self, request, queryset):
+    def run_now(self, request: HttpRequest, queryset: QuerySet[TaskRecord]) -> None:
         count = store(taskqueue_settings.DATABASE).run_now(queryset, clock.now())
         self.message_user(request, _("%d task(s) are due now.") % count)
 
     @admin.action(description=_("Retry selected failed tasks"), permissions=["change"])
-    def retry(self, request, queryset):
+    def retry(self, request: HttpRequest, queryset: QuerySet[TaskRecord]) -> None:
         count = store(taskqueue_settings.DATABASE).retry_failed(queryset, clock.now())
         self.message_user(request, _("%d failed task(s) queued again.") % count)
 
     @admin.action(
         description=_("Delete selected tasks (names stay tombstoned)"), permissions=["change"]
     )
-    def delete_tasks(self, request, queryset):
+    def delete_tasks(self, request: HttpRequest, queryset: TaskRecordQuerySet) -> None:
         by_queue = defaultdict(list)
         for queue_name, name in queryset.live().values_list("queue_name", "name"):
             by_queue[queue_name].append(name)

@@ -105,7 +105,7 @@ class TaskQueueBackend(BaseTaskBackend):
             taskqueue.InvalidQueueNameError,
         ) as e:
             raise InvalidTask(str(e)) from e
-        result = TaskResult(
+        result: TaskResult[..., Any] = TaskResult(
             task=task,
             id=f"{task.queue_name}:{queued.name}",
             status=TaskResultStatus.READY,
@@ -214,7 +214,7 @@ def _stored_task(
 
 def _result(task: Task, call: dict[str, Any], row: dict[str, Any], alias: str) -> TaskResult:
     found = results.from_row(row)
-    result = TaskResult(
+    result: TaskResult[..., Any] = TaskResult(
         task=task,
         id=found.id,
         status=TaskResultStatus(found.status.value),
@@ -254,15 +254,18 @@ def run(call: direct.DirectCall) -> Any:
     try:
         stored = callables.decode_json(call.payload, b"task")
         backend = task_backends[stored["backend"]]
+        if not isinstance(backend, TaskQueueBackend):
+            raise TypeError(f"the backend {stored['backend']!r} is not a TaskQueueBackend")
         task = backend._task(stored, call.queue_name)
     except Exception as e:
         raise direct.PermanentTaskFailure(f"Cannot load the task: {e}") from e
     if call.enqueued_at is not None:
         row = _running_row(call)  # what the claim read: no query of its own
     else:
-        row = results.read_row(call.queue_name, call.task_name)
-        if row is None:  # deleted under our feet; the worker's conditional update notices
+        found = results.read_row(call.queue_name, call.task_name)
+        if found is None:  # deleted under our feet; the worker's conditional update notices
             raise direct.PermanentTaskFailure("The task row is gone")
+        row = found
     row = {**row, "state": TaskState.RUNNING, "execution_count": call.execution_count}
     result = _result(task, stored, row, backend.alias)
     with _running_lock:

@@ -18,13 +18,13 @@ from typing import Any
 
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Max, Min, Q
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Max
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from . import charts, clock, humanize
+from . import charts, clock, figures, humanize
 from .conf import taskqueue_settings
 from .dispatch.minute_stats import HOUR, MINUTE
 from .models import QueueMinuteStats, QueueState, TaskRecord, TaskState
@@ -152,10 +152,10 @@ def overview(
         view.enforced_rate = state.enforced_rate
     for view in views.values():
         view.paused = view.paused or view.config.paused_by_config
-    for name, row in live_figures(names, now).items():
+    for name, live in figures.by_queue(alias, names, figures.live(now)).items():
         view = views[name]
-        view.waiting, view.oldest_due_at = row["waiting"], row["oldest"]
-        view.running, view.leased = row["running"], row["leased"]
+        view.waiting, view.oldest_due_at = live["waiting"], live["oldest_due_at"]
+        view.running, view.leased = live["running"], live["leased"]
 
     this_minute = now.replace(second=0, microsecond=0)
     minutes = [this_minute - datetime.timedelta(minutes=MINUTES - 1 - i) for i in range(MINUTES)]
@@ -182,35 +182,15 @@ def overview(
     hourly = stats.filter(span=HOUR, starts_at__gte=hours[0]).values(
         "queue_name", "starts_at", "executed", "failed", "retried"
     )
-    for row in hourly:
-        i = hour_index.get(row["starts_at"])
+    for hour_row in hourly:
+        i = hour_index.get(hour_row["starts_at"])
         if i is not None:
-            by_hour[row["queue_name"]][i] = charts.Slot(
-                hour_labels[i], row["executed"], row["failed"], row["retried"]
+            by_hour[hour_row["queue_name"]][i] = charts.Slot(
+                hour_labels[i], hour_row["executed"], hour_row["failed"], hour_row["retried"]
             )
     for name, view in views.items():
         view.minutes, view.hours, view.backlog = by_minute[name], by_hour[name], backlog[name]
     return [views[name] for name in names]
-
-
-def live_figures(names: list[str], now: datetime.datetime) -> dict[str, dict[str, Any]]:
-    """Return, per queue with live tasks, its due, oldest due ETA, running and leased tasks.
-
-    One grouped query over the live rows; finished history never enters it.
-    """
-    rows = (
-        TaskRecord.objects.using(taskqueue_settings.DATABASE)
-        .filter(queue_name__in=names, state__in=(TaskState.QUEUED, TaskState.RUNNING))
-        .values("queue_name")
-        .annotate(
-            waiting=Count("id", filter=Q(state=TaskState.QUEUED, eta__lte=now)),
-            oldest=Min("eta", filter=Q(state=TaskState.QUEUED, eta__lte=now)),
-            running=Count("id", filter=Q(state=TaskState.RUNNING)),
-            leased=Count("id", filter=Q(method="PULL", leased_at__isnull=False, eta__gt=now)),
-        )
-        .order_by()
-    )
-    return {row["queue_name"]: row for row in rows}
 
 
 def recent_errors(queue_name: str, now: datetime.datetime, limit: int = 10) -> list[dict[str, Any]]:
@@ -223,16 +203,15 @@ def recent_errors(queue_name: str, now: datetime.datetime, limit: int = 10) -> l
         .annotate(tasks=Count("id"), last_at=Max("leased_at"), example=Max("id"))
         .order_by("-tasks", "-last_at")[:limit]
     )
-    for row in rows:
-        row["ago"] = humanize.age((now - row["last_at"]).total_seconds())
-    return rows
+    return [{**row, "ago": humanize.age((now - row["last_at"]).total_seconds())} for row in rows]
 
 
 def slowest_tasks(queue_name: str, now: datetime.datetime, limit: int = 10) -> list[Any]:
     """Return the last hour's finished tasks of a queue that took longest from claim to outcome."""
     since = now - datetime.timedelta(hours=1)
     run = ExpressionWrapper(F("finished_at") - F("leased_at"), output_field=DurationField())
-    rows = list(
+    # Any: each row gains a `run_display` for the template.
+    rows: list[Any] = list(
         TaskRecord.objects.using(taskqueue_settings.DATABASE)
         .filter(
             queue_name=queue_name,
@@ -260,14 +239,14 @@ def _handle_action(
     queue_name = request.POST.get("queue", "")
     if queue_name not in names:
         raise Http404(_("No queue named %(queue)s") % {"queue": queue_name})
-    actions = model_admin.get_actions(request)
-    if action not in actions:
+    entry = model_admin.get_actions(request).get(action)
+    if entry is None:
         raise PermissionDenied
     alias = taskqueue_settings.DATABASE
     QueueState.objects.using(alias).bulk_create(
         [QueueState(name=queue_name)], ignore_conflicts=True
     )
-    function = actions[action][0]
+    function = entry[0]
     function(model_admin, request, QueueState.objects.using(alias).filter(name=queue_name))
     return HttpResponseRedirect(request.get_full_path())
 
@@ -279,7 +258,7 @@ def _context(request: HttpRequest, model_admin: admin.ModelAdmin, **extra: Any) 
         "opts": model_admin.model._meta,
         "refresh_seconds": REFRESH_SECONDS,
         "can_act": bool(actions),
-        "actions": {name: str(description) for name, (_f, name, description) in actions.items()},
+        "actions": {entry[1]: str(entry[2]) for entry in actions.values() if entry is not None},
         "updated_at": timezone.localtime(clock.now()),
         **extra,
     }

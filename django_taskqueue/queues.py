@@ -54,7 +54,7 @@ from django.core.validators import validate_email
 from . import exceptions
 from .conf import SETTING_NAME, taskqueue_settings
 from .limits import QUEUE_NAME_RE
-from .retry import RETRY_OPTION_NAMES, RetryParameters, parse_age_limit
+from .retry import RETRY_OPTION_NAMES, RetryParameters, check_backoff_order, parse_age_limit
 
 DEFAULT_QUEUE_NAME = "default"
 DEFAULT_RATE_TEXT = "5/s"
@@ -407,14 +407,13 @@ def _parse_retry_parameters(value: Any, where: str) -> RetryParameters | None:
     elif max_backoff is not None and min_backoff is None:
         if max_backoff < defaults.min_backoff_seconds:
             options["min_backoff_seconds"] = max_backoff
-    elif min_backoff is not None and max_backoff is not None and min_backoff > max_backoff:
-        raise QueueConfigurationError(
-            f"{where}: retry_parameters.min_backoff_seconds ({min_backoff}) must not be greater "
-            f"than max_backoff_seconds ({max_backoff})"
-        )
     if not options:
         return None
-    return RetryParameters(**options)
+    try:
+        check_backoff_order(min_backoff, max_backoff)
+        return RetryParameters(**options)
+    except exceptions.InvalidTaskRetryOptionsError as e:
+        raise QueueConfigurationError(f"{where}: retry_parameters.{e}") from e
 
 
 def _parse_acl(value: Any, where: str) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -45,6 +45,31 @@ _AGE_LIMIT_RE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)([smhd])$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+def check_retry_option(name: str, value: object) -> None:
+    """Check one retry option's value: a number, finite and not negative.
+
+    The one check of a value, whoever gives it: `TaskRetryOptions`, queue.yaml (through
+    `RetryParameters`) or a stored task. Raises `TypeError` for a value that is not a number
+    (as App Engine's client does) and `InvalidTaskRetryOptionsError` for one out of range.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    # An int is finite however large (and math.isfinite would overflow on it).
+    if (isinstance(value, float) and not math.isfinite(value)) or value < 0:
+        raise InvalidTaskRetryOptionsError(
+            f"{name} must be a finite number, not negative, got {value!r}"
+        )
+
+
+def check_backoff_order(min_backoff: float | None, max_backoff: float | None) -> None:
+    """Raise `InvalidTaskRetryOptionsError` when both backoff bounds are given out of order."""
+    if min_backoff is not None and max_backoff is not None and min_backoff > max_backoff:
+        raise InvalidTaskRetryOptionsError(
+            f"min_backoff_seconds ({min_backoff}) must not be greater than "
+            f"max_backoff_seconds ({max_backoff})"
+        )
+
+
 @dataclass(frozen=True)
 class RetryParameters:
     """The five retry parameters; unset limits are None (unlimited)."""
@@ -62,14 +87,12 @@ class RetryParameters:
             value = getattr(self, name)
             if value is None and name in _OPTIONAL:
                 continue
-            kinds = (int, float) if name in _FLOATS else int
-            if isinstance(value, bool) or not isinstance(value, kinds):
+            if name not in _FLOATS and not isinstance(value, int):
                 raise InvalidTaskRetryOptionsError(f"{name} must be a number, got {value!r}")
-            # An int is finite however large (and math.isfinite would overflow on it).
-            if (isinstance(value, float) and not math.isfinite(value)) or value < 0:
-                raise InvalidTaskRetryOptionsError(
-                    f"{name} must be a finite number, not negative, got {value!r}"
-                )
+            try:
+                check_retry_option(name, value)
+            except TypeError as e:
+                raise InvalidTaskRetryOptionsError(str(e)) from e
 
     def to_dict(self) -> dict[str, int | float]:
         """Return the options that differ from the defaults, as a JSON-friendly dict."""

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import datetime
 from typing import TYPE_CHECKING, Any
 
-from django.db.models import Count, Min, Q
-
-from . import clock
+from . import clock, figures
 from .conf import taskqueue_settings
 from .exceptions import transient_on_database_errors
-from .models import LIVE_STATES, QueueState, TaskRecord, TaskState
+from .models import QueueState
 from .rpc import UserRPC, check_deadline
 
 if TYPE_CHECKING:
@@ -97,34 +94,22 @@ class QueueStatistics:
             return cls(queue, tasks=0)
         alias = taskqueue_settings.DATABASE
         now = clock.now()
-        minute = now - datetime.timedelta(minutes=1)
-        hour = now - datetime.timedelta(hours=1)
-        records = TaskRecord.objects.using(alias).filter(queue_name=queue.name)
-        live = records.filter(state__in=LIVE_STATES).aggregate(
-            tasks=Count("id"),
-            oldest=Min("eta", filter=Q(state=TaskState.QUEUED)),
-            running=Count("id", filter=Q(state=TaskState.RUNNING)),
-            leased=Count("id", filter=Q(method="PULL", leased_at__isnull=False, eta__gt=now)),
-        )
-        recent = records.filter(leased_at__gte=hour).aggregate(
-            hour=Count("id"), minute=Count("id", filter=Q(leased_at__gte=minute))
-        )
-        failed = records.filter(state=TaskState.FAILED, finished_at__gte=hour).aggregate(
-            hour=Count("id"), minute=Count("id", filter=Q(finished_at__gte=minute))
-        )
+        live = figures.of_queue(alias, queue.name, figures.live(now))
+        recent = figures.of_queue(alias, queue.name, figures.executed(now))
+        failed = figures.of_queue(alias, queue.name, figures.failed(now))
         state = QueueState.objects.using(alias).filter(name=queue.name).first()
-        oldest = live["oldest"]
+        oldest = live["oldest_eta"]
         return cls(
             queue,
             tasks=live["tasks"],
             oldest_eta_usec=int(round(oldest.timestamp() * 1_000_000)) if oldest else None,
-            executed_last_minute=recent["minute"],
+            executed_last_minute=recent["executed_last_minute"],
             in_flight=live["running"] if config.is_push else None,
             enforced_rate=(state.enforced_rate if state else None) if config.is_push else None,
-            executed_last_hour=recent["hour"],
+            executed_last_hour=recent["executed_last_hour"],
             leased=live["leased"] if config.is_pull else None,
-            failed_last_minute=failed["minute"],
-            failed_last_hour=failed["hour"],
+            failed_last_minute=failed["failed_last_minute"],
+            failed_last_hour=failed["failed_last_hour"],
             paused=config.paused_by_config or bool(state and state.paused),
         )
 

@@ -21,7 +21,6 @@ from .exceptions import (
     InvalidTagError,
     InvalidTaskError,
     InvalidTaskNameError,
-    InvalidTaskRetryOptionsError,
     InvalidUrlError,
     TaskTooLargeError,
 )
@@ -36,6 +35,7 @@ from .limits import (
     MIN_DISPATCH_DEADLINE,
     TASK_NAME_RE,
 )
+from .retry import check_backoff_order, check_retry_option
 
 if TYPE_CHECKING:
     from .rpc import UserRPC
@@ -152,18 +152,9 @@ class TaskRetryOptions:
             raise TypeError(f"Invalid arguments: {', '.join(sorted(unknown))}")
         values = {name: kwargs.get(name) for name in self._NAMES}
         for name, value in values.items():
-            if value is None:
-                continue
-            # App Engine compares each value with 0: numbers pass, other types raise TypeError.
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"{name} must be a number, not {type(value).__name__}")
-            if value < 0:
-                raise InvalidTaskRetryOptionsError(f"{name} must be at least 0")
-        low, high = values["min_backoff_seconds"], values["max_backoff_seconds"]
-        if low is not None and high is not None and high < low:
-            raise InvalidTaskRetryOptionsError(
-                "max_backoff_seconds must be at least min_backoff_seconds"
-            )
+            if value is not None:
+                check_retry_option(name, value)
+        check_backoff_order(values["min_backoff_seconds"], values["max_backoff_seconds"])
         if values["task_age_limit"] is not None:
             values["task_age_limit"] = int(math.ceil(values["task_age_limit"]))
         # The other options are kept as given, as App Engine keeps them.
@@ -465,6 +456,29 @@ class Task:
         task._enqueued_at = row.get("enqueued_at")
         return task
 
+    # -- what a queue reads and records (Queue calls these; it never sets a field) ----------
+
+    def _row_url(self, default_path: str) -> str:
+        """Return the url a push task is stored with: its path, or the queue's, and its query."""
+        url = self._path or default_path
+        return f"{url}?{self._query}" if self._query else url
+
+    def _mark_enqueued(self, queue_name: str, name: str, url: str) -> None:
+        """Record that the task was added to `queue_name` as `name`, stored with `url`."""
+        self._name = name
+        self._queue_name = queue_name
+        self._was_enqueued = True
+        if self._method != "PULL":
+            self._stored_url = url if self._path else None
+
+    def _mark_deleted(self) -> None:
+        """Record that deleting the task by name found it live."""
+        self._was_deleted = True
+
+    def _extend_lease(self, eta: datetime.datetime) -> None:
+        """Record a leased task's new lease expiry (its ETA)."""
+        self._eta = eta
+
     # -- properties, as App Engine's -------------------------------------------------------
 
     @property
@@ -472,7 +486,8 @@ class Task:
         return self._name
 
     @property
-    def payload(self) -> bytes | None:
+    def payload(self) -> bytes | str | None:
+        """The body: bytes, or str for a POST body built from ``params`` (as App Engine keeps it)."""
         return self._payload
 
     @property
@@ -572,7 +587,12 @@ class Task:
         if not query:
             return {}
         result: dict[Any, Any] = {}
-        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+        pairs: list[tuple[Any, Any]]
+        # parse_qsl is generic in str or bytes, so each kind is passed on its own.
+        if isinstance(query, bytes):
+            pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+        else:
+            pairs = urllib.parse.parse_qsl(query, keep_blank_values=True, strict_parsing=True)
         for key, value in pairs:
             result.setdefault(key, []).append(value.encode() if isinstance(value, str) else value)
         return {k: v[0] if len(v) == 1 else v for k, v in result.items()}

@@ -254,7 +254,7 @@ class Queue:
         if not task:
             return []
         single = isinstance(task, Task)
-        tasks = [task] if single else list(task)
+        tasks = _task_list(task)
         if not tasks:
             return []
         self._add(tasks, transactional)
@@ -319,9 +319,7 @@ class Queue:
 
         rows = []
         for task in tasks:
-            url = task._path or f"{DEFAULT_QUEUE_PATH}/{self._name}"
-            if task._query:
-                url = f"{url}?{task._query}"
+            url = task._row_url(f"{DEFAULT_QUEUE_PATH}/{self._name}")
             target = task.target
             rows.append(
                 TaskRow(
@@ -352,27 +350,20 @@ class Queue:
             # commits, and are never written if it rolls back.
             transaction.on_commit(lambda: self._insert_carried(rows), using=carrier)
             for task, row in zip(tasks, rows, strict=True):
-                self._mark_enqueued(task, row)
+                task._mark_enqueued(self._name, row.name, row.url)
             return
 
         inserted = self._insert(rows, now)
         error: Error | None = None
         for task, row in zip(tasks, rows, strict=True):
             if row.name in inserted:
-                self._mark_enqueued(task, row)
+                task._mark_enqueued(self._name, row.name, row.url)
             elif error is None or isinstance(error, (TaskAlreadyExistsError, TombstonedTaskError)):
                 # App Engine's rule for a batch: the last name conflict is raised (any other
                 # error would win over conflicts; a database add has no other per-task error).
                 error = inserted.conflicts[row.name]
         if error is not None:
             raise error
-
-    def _mark_enqueued(self, task: Task, row: TaskRow) -> None:
-        task._name = row.name
-        task._queue_name = self._name
-        task._was_enqueued = True
-        if not task.method == "PULL":
-            task._stored_url = row.url if task._path else None
 
     def _insert(self, rows: list[TaskRow], now: datetime.datetime) -> _Inserted:
         ops = operations(self._alias())
@@ -509,7 +500,7 @@ class Queue:
         new_eta = now + datetime.timedelta(seconds=lease_seconds)
         ops = operations(alias)
         if ops.modify_lease(self._name, task.name, task.eta, new_eta, now):
-            task._eta = new_eta
+            task._extend_lease(new_eta)
             return
         row = ops.existing(self._name, [task.name]).get(task.name)
         if row is None:
@@ -532,7 +523,7 @@ class Queue:
     @transient_on_database_errors
     def _delete_now(self, task: Task | Iterable[Task]) -> Any:
         single = isinstance(task, Task)
-        tasks = [task] if single else list(task)
+        tasks = _task_list(task)
         names: list[str] = []
         seen: set[str] = set()
         for t in tasks:
@@ -551,7 +542,7 @@ class Queue:
             deleted = operations(self._alias()).delete_by_names(self._name, names, clock.now())
             for t in tasks:
                 if t.name in deleted:
-                    t._was_deleted = True
+                    t._mark_deleted()
         return task if single or isinstance(task, list) else tasks
 
     def delete_tasks_async(
@@ -672,5 +663,12 @@ async def aadd(*args: Any, **kwargs: Any) -> Task:
 
 # `task` and `statistics` use Queue when called; they cannot import this module, which imports
 # them, so it hands them the class here.
+
+
+def _task_list(task: Task | Iterable[Task]) -> list[Task]:
+    """Return App Engine's "a Task or an iterable of Tasks" argument as a list."""
+    return [task] if isinstance(task, Task) else list(task)
+
+
 _task_module._queue_class = Queue
 _statistics_module._queue_class = Queue

@@ -13,8 +13,8 @@ bash scripts/bootstrap.sh
 # checkout: if chromium is missing it says so, and those tests fail with the same advice.
 # Continuous integration (.ci/run) installs it before running the suite.
 if ! command -v "${TASKQUEUE_TEST_CHROMIUM:-chromium}" >/dev/null 2>&1; then
-    echo "test: chromium is not installed: the admin's browser tests (tests/test_admin_browser.py)" >&2
+    echo "test: chromium is not installed: the admin's browser tests (tests/admin/test_admin_browser.py)" >&2
     echo "test: will fail. Install Debian's package (sudo apt-get install chromium), or leave" >&2
-    echo "test: them out with: bash scripts/test.sh --deselect tests/test_admin_browser.py" >&2
+    echo "test: them out with: bash scripts/test.sh --deselect tests/admin/test_admin_browser.py" >&2
 fi
 exec "${VENV:-.venv}/bin/python" -m pytest "$@"

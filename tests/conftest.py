@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,3 +153,32 @@ def claim_now(queue_name: str, clock_source: Any, max_tasks: int = 100, worker_i
         max_tasks=max_tasks,
         lease_seconds=60,
     )
+
+
+class Recorder:
+    """Reads the JSON lines that tests/handlers.py views append."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def entries(self, event=None):
+        if not self.path.exists():
+            return []
+        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line]
+        return [r for r in rows if event is None or r.get("event", "finished") == event]
+
+
+@pytest.fixture
+def recorder(tmp_path, monkeypatch):
+    from .handlers import RECORD_ENV
+
+    path = tmp_path / "record.jsonl"
+    monkeypatch.setenv(RECORD_ENV, str(path))
+    return Recorder(path)
+
+
+def row(name, queue="default"):
+    """Return the task row `name` of `queue`."""
+    from django_taskqueue.models import TaskRecord
+
+    return TaskRecord.objects.get(queue_name=queue, name=name)

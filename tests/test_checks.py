@@ -300,3 +300,32 @@ def test_statistics_settings_are_checked(settings):
 @pytest.mark.parametrize("hostname", ["", "https://my-app.example.com", "my-app.example.com/x", 5])
 def test_e030_default_version_hostname(hostname: Any) -> None:
     assert ids(run_checks(DEFAULT_VERSION_HOSTNAME=hostname)) == ["django_taskqueue.E030"]
+
+
+class TestChecks:
+    def run_checks(self):
+        from django_taskqueue.checks import check_worker
+
+        return sorted(m.id for m in check_worker())
+
+    def test_defaults_pass(self):
+        assert self.run_checks() == []
+
+    def test_bad_values(self, settings):
+        settings.TASKQUEUE = {
+            **settings.TASKQUEUE,
+            "RESCUE_INTERVAL_SECONDS": 0,
+            "LEASE_MARGIN_SECONDS": "x",
+            "DELIVERY_HOST": "",
+        }
+        assert self.run_checks() == [
+            "django_taskqueue.E014",
+            "django_taskqueue.E014",
+            "django_taskqueue.E015",
+        ]
+
+    def test_missing_middleware_warns(self, settings):
+        settings.MIDDLEWARE = [
+            m for m in settings.MIDDLEWARE if not m.endswith("TaskHeaderMiddleware")
+        ]
+        assert self.run_checks() == ["django_taskqueue.W016"]

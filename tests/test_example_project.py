@@ -26,8 +26,8 @@ import pytest
 
 from example_project.demo import parsing
 
+from .admin.test_admin_browser import CHROMIUM, CHROMIUM_ARGS
 from .conftest import REPO_ROOT
-from .test_admin_browser import CHROMIUM, CHROMIUM_ARGS
 
 CONSUMER = REPO_ROOT / "examples" / "leaderboard_consumer.py"
 

@@ -14,6 +14,9 @@ from django_taskqueue.security import (
     verify,
 )
 from django_taskqueue.taskqueue import Queue, Task
+from django_taskqueue.testing import run_tasks
+
+from .conftest import row
 
 pytestmark = pytest.mark.django_db
 
@@ -181,3 +184,53 @@ class TestTaskView:
 
 def test_signature_header_name():
     assert SIGNATURE_HEADER == "X-TaskQueue-Signature"
+
+
+# -- security -------------------------------------------------------------------------------
+
+
+class TestSecurity:
+    def test_unsigned_request_to_protected_view_is_403(self, client):
+        assert client.post("/protected").status_code == 403
+        forged = {"X-AppEngine-QueueName": "default", "X-AppEngine-TaskName": "x"}
+        assert client.post("/protected", headers=forged).status_code == 403
+
+    def test_forged_headers_are_stripped(self, client):
+        headers = {
+            "X-AppEngine-QueueName": "default",
+            "X-AppEngine-TaskName": "evil",
+            "X-TaskQueue-Signature": "v1:1:1:1700000000.0:" + "0" * 64,
+        }
+        response = client.get("/headers-seen", headers=headers)
+        assert response.json() == {}
+
+    def test_signed_task_reaches_protected_view(self, recorder, frozen_clock):
+        Queue("default").add(Task(name="ok", url="/protected"))
+        assert run_tasks() == 1
+        assert row("ok").state == TaskState.SUCCEEDED
+        assert recorder.entries()[0]["signed"] is True
+
+    def test_escaped_url_and_query_still_verify(self, recorder, frozen_clock):
+        Queue("default").add(
+            Task(method="GET", name="esc", url="/protected/caf%C3%A9%20x?q=a%20b&r=%7E")
+        )
+        assert run_tasks() == 1
+        assert row("esc").state == TaskState.SUCCEEDED
+        [seen] = recorder.entries()
+        assert seen["path"] == "/protected/café x"
+
+    def test_replayed_signature_is_refused(self, client, recorder, frozen_clock):
+        Queue("default").add(Task(b"b", name="once", url="/protected"))
+        run_tasks()
+        [seen] = recorder.entries()
+        replay = {k: v for k, v in seen["headers"].items() if k.lower().startswith("x-")}
+        response = client.post(
+            "/protected", data=b"b", content_type="application/octet-stream", headers=replay
+        )
+        assert response.status_code == 403
+
+    def test_protected_view_is_csrf_exempt_for_tasks(self, recorder, frozen_clock, settings):
+        # Even with CSRF checks enforced, a task POST (no token) reaches the view.
+        Queue("default").add(Task(b"b", name="csrf", url="/protected"))
+        run_tasks()
+        assert row("csrf").state == TaskState.SUCCEEDED

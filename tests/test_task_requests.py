@@ -43,15 +43,6 @@ MIDDLEWARES = pytest.mark.parametrize(
 )
 
 
-@pytest.fixture
-def recorder(tmp_path, monkeypatch):
-    from .dispatch.test_worker import Recorder
-
-    path = tmp_path / "record.jsonl"
-    monkeypatch.setenv("TASKQUEUE_TEST_RECORD", str(path))
-    return Recorder(path)
-
-
 def row(name: str) -> TaskRecord:
     return TaskRecord.objects.get(queue_name="default", name=name)
 

@@ -6,11 +6,16 @@ made when first shown, and a row whose job left the configuration is not listed.
 
 from __future__ import annotations
 
+import datetime
+from typing import Any
+
 from django.contrib import admin, messages
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from .. import clock
+from ..admin_base import ReadMostlyAdmin
 from ..conf import taskqueue_settings
 from ..models import CronJobState, TaskRecord
 from .config import CronJob, all_cron_jobs
@@ -26,7 +31,7 @@ def _last_task(field: str) -> Subquery:
 
 
 @admin.register(CronJobState)
-class CronJobAdmin(admin.ModelAdmin):
+class CronJobAdmin(ReadMostlyAdmin):
     list_display = (
         "job_name",
         "url",
@@ -49,27 +54,16 @@ class CronJobAdmin(admin.ModelAdmin):
     )
     ordering = ("description", "url")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        # The change list's action needs the permission; a row's own page is read-only.
-        return obj is None and super().has_change_permission(request)
-
     def _jobs(self) -> dict[str, CronJob]:
         return {job.key: job for job in all_cron_jobs()}
 
-    def get_queryset(self, request):
+    def get_queryset(self, request: HttpRequest) -> QuerySet[CronJobState]:
         alias = taskqueue_settings.DATABASE
         jobs = self._jobs()
         ensure_states(list(jobs.values()), clock.now(), alias)
         return (
             super()
             .get_queryset(request)
-            .using(alias)
             .filter(key__in=list(jobs))
             .annotate(
                 task_state=_last_task("state"),
@@ -85,23 +79,24 @@ class CronJobAdmin(admin.ModelAdmin):
         return self._jobs().get(obj.key)
 
     @admin.display(description=_("job"), ordering="description")
-    def job_name(self, obj):
+    def job_name(self, obj: CronJobState) -> str:
         return obj.description or obj.url
 
     @admin.display(description=_("in words"))
-    def schedule_in_words(self, obj):
+    def schedule_in_words(self, obj: CronJobState) -> str:
         job = self._job(obj)
         return job.describe() if job else "-"
 
     @admin.display(description=_("next run"))
-    def next_run(self, obj):
+    def next_run(self, obj: CronJobState) -> datetime.datetime | None:
         job = self._job(obj)
         return job.next_run_after(clock.now()) if job else None
 
     @admin.display(description=_("last status"))
-    def last_status(self, obj):
+    def last_status(self, obj: Any) -> str:
+        # `obj` is a CronJobState row annotated with its last task's columns (get_queryset).
         if not obj.last_task_name:
-            return _("never run")
+            return str(_("never run"))
         if getattr(obj, "task_state", None) is None:
             return describe_task(None)
         record = TaskRecord(
@@ -113,7 +108,7 @@ class CronJobAdmin(admin.ModelAdmin):
         return describe_task(record)
 
     @admin.action(description=_("Run selected jobs now"), permissions=["change"])
-    def run_now(self, request, queryset):
+    def run_now(self, request: HttpRequest, queryset: QuerySet[CronJobState]) -> None:
         jobs = self._jobs()
         now = clock.now()
         count = 0

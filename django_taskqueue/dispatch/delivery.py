@@ -37,6 +37,7 @@ from django.core import signals
 from django.core.handlers.base import BaseHandler
 from django.core.handlers.wsgi import WSGIRequest
 from django.db import close_old_connections, connections
+from django.http import HttpResponse
 from django.urls import set_script_prefix
 
 from .. import clock, security
@@ -376,7 +377,7 @@ class Deliverer:
         if not outcome.succeeded:
             outcome.detail = explain.response(
                 response.status_code,
-                body=b"" if response.streaming else response.content[:4096],
+                body=response.content[:4096] if isinstance(response, HttpResponse) else b"",
                 location=response.get("Location"),
                 url=task.url,
                 host=environ["HTTP_HOST"],

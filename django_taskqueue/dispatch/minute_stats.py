@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,7 +180,7 @@ class MinuteStats:
         }
         rows = []
         for name in names:
-            row = live.get(name, {})
+            row: Mapping[str, Any] = live.get(name, {})
             rows.append(
                 _row(
                     name,

@@ -9,9 +9,8 @@ from __future__ import annotations
 import datetime
 from dataclasses import dataclass, field
 
-from .. import clock
+from .. import clock, figures
 from ..conf import taskqueue_settings
-from ..dashboard import live_figures
 from ..dispatch.minute_stats import TOTALS
 from ..models import QueueMinuteStats, QueueState
 from ..queues import all_queue_configs
@@ -49,7 +48,7 @@ def collect(now: datetime.datetime | None = None) -> list[Family]:
     names = sorted(configs)
     alias = taskqueue_settings.DATABASE
     states = {s.name: s for s in QueueState.objects.using(alias).filter(name__in=names)}
-    live = live_figures(names, now)
+    live = figures.by_queue(alias, names, figures.live(now))
     totals = {
         row.queue_name: row
         for row in QueueMinuteStats.objects.using(alias).filter(queue_name__in=names, span=TOTALS)
@@ -81,7 +80,7 @@ def collect(now: datetime.datetime | None = None) -> list[Family]:
         state = states.get(name)
         row = live.get(name, {})
         waiting.samples.append((name, row.get("waiting", 0)))
-        oldest_at = row.get("oldest")
+        oldest_at = row.get("oldest_due_at")
         age = max(0.0, (now - oldest_at).total_seconds()) if oldest_at else 0.0
         oldest.samples.append((name, age))
         paused.samples.append(

@@ -12,8 +12,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView
 
 from .. import __version__
 
+SCHEMA_TITLE = "django-taskqueue pull queues"
 SCHEMA_SETTINGS = {
-    "TITLE": "django-taskqueue pull queues",
+    "TITLE": SCHEMA_TITLE,
     "DESCRIPTION": "Lease, extend, insert and delete the tasks of pull queues over HTTP. "
     "Errors are JSON `{code, detail}`; see docs/rest.md.",
     "VERSION": __version__,
@@ -64,7 +65,7 @@ class SchemaDocsView(SpectacularRedocView):
 
     url_name = "taskqueue_api:schema"
     template_name = "django_taskqueue/rest/redoc.html"
-    title = SCHEMA_SETTINGS["TITLE"]
+    title = SCHEMA_TITLE
 
     def _redoc_standalone(self) -> str:  # type: ignore[override]
         return reverse("taskqueue_api:schema-docs-script")

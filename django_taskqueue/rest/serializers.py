@@ -89,7 +89,9 @@ class ErrorSerializer(serializers.Serializer):
 
     code = serializers.CharField(help_text="Stable machine-readable code, e.g. `unknown_queue`.")
     detail = serializers.CharField(help_text="A human-readable message.")
-    fields = serializers.DictField(
+    # DRF's metaclass takes declared fields off the class, so this does not replace the
+    # `Serializer.fields` property the stubs see it assigned to.
+    fields = serializers.DictField(  # type: ignore[assignment]
         required=False, help_text="Validation errors only: field name to messages."
     )
 

@@ -18,6 +18,7 @@ from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.schemas.inspectors import ViewInspector
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
@@ -99,7 +100,7 @@ _WRITE_ERRORS = (400, 401, 403, 404, 415)
 class QueueAPIView(APIView):
     """Base of the API's views: JSON in and out, the package's authentication and errors."""
 
-    schema = AutoSchema()
+    schema: ViewInspector | None = AutoSchema()
     renderer_classes = [JSONRenderer]
     parser_classes = [LimitedJSONParser]
     permission_classes = [QueueAccess]
@@ -398,8 +399,12 @@ class NotFoundView(QueueAPIView):
     permission_classes: list[Any] = []
     schema = None
 
-    def http_method_not_allowed(self, request: Request, *args: Any, **kwargs: Any) -> Any:
+    # DRF hands its views a Request where Django's View declares an HttpRequest; DRF's own
+    # stubs ignore the same override on APIView, and each subclass's override meets it again.
+    def http_method_not_allowed(  # type: ignore[override]
+        self, request: Request, *args: Any, **kwargs: Any
+    ) -> Any:
         raise NotFound()
 
-    def options(self, request: Request, *args: Any, **kwargs: Any) -> Any:
+    def options(self, request: Request, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         raise NotFound()

@@ -18,7 +18,7 @@ from django_taskqueue.dispatch.delivery import Outcome
 from django_taskqueue.dispatch.executor import Executor
 from django_taskqueue.dispatch.listener import Listener
 from django_taskqueue.dispatch.recorder import AttemptStatus, OutcomeRecorder
-from django_taskqueue.dispatch.sweeps import Sweep, SweepScheduler
+from django_taskqueue.dispatch.sweeps import Pruner, Rescuer, Sweep, SweepScheduler
 from django_taskqueue.dispatch.tally import Tally
 from django_taskqueue.models import QueueState, TaskRecord, TaskState
 from django_taskqueue.queues import get_queue_config
@@ -236,3 +236,55 @@ class TestListener:
         finally:
             stopping.set()
             listener.join(timeout=10)
+
+
+# -- sweeps ---------------------------------------------------------------------------------
+
+
+class TestSweeps:
+    def test_rescuer_requeues_tasks_of_a_dead_worker(self, frozen_clock):
+        Queue("default").add(Task(url="/echo", name="lost"))
+        QueueState.objects.create(name="default")
+        [claimed] = claim_now("default", frozen_clock).tasks
+        rescuer = Rescuer("default", interval_seconds=1)
+        assert rescuer.run(frozen_clock.now()) == 0  # lease still valid
+        frozen_clock.advance(61)
+        assert rescuer.run(frozen_clock.now()) == 1
+        task = row("lost")
+        assert task.state == TaskState.QUEUED
+        assert task.retry_count == 1
+        assert task.last_retry_reason == "worker lost"
+        assert task.errors[0]["worker_id"] == "w1"
+        assert task.eta == frozen_clock.now() + datetime.timedelta(seconds=0.1)
+        assert rescuer.run(frozen_clock.now()) == 0
+        # The dead worker's late outcome is dropped: the row is no longer its claim.
+        from django_taskqueue.dispatch import outcome
+
+        rows = outcome.running_row(claimed.id, "w1", claimed.leased_at, "default")
+        assert not outcome.record_success(
+            rows, now=frozen_clock.now(), status_code=200, return_value=None
+        )
+        assert row("lost").state == TaskState.QUEUED
+
+    def test_pruner_deletes_past_retention_only(self, frozen_clock, settings):
+        settings.TASKQUEUE = {
+            **settings.TASKQUEUE,
+            "TOMBSTONE_SECONDS": 100,
+            "FINISHED_RETENTION_SECONDS": 50,
+            "FAILED_RETENTION_SECONDS": 1000,
+        }
+        now = frozen_clock.now()
+        Queue("default").add([Task(url="/echo", name=n) for n in ("s-old", "s-new", "f-mid")])
+        TaskRecord.objects.filter(name="s-old").update(
+            state=TaskState.SUCCEEDED, finished_at=now - datetime.timedelta(seconds=101)
+        )
+        TaskRecord.objects.filter(name="s-new").update(
+            state=TaskState.DELETED, finished_at=now - datetime.timedelta(seconds=99)
+        )
+        TaskRecord.objects.filter(name="f-mid").update(
+            state=TaskState.FAILED, finished_at=now - datetime.timedelta(seconds=500)
+        )
+        pruner = Pruner("default", interval_seconds=1, limit=1)
+        assert pruner.run(now) == 1
+        assert sorted(TaskRecord.objects.values_list("name", flat=True)) == ["f-mid", "s-new"]
+        assert pruner.run(now + datetime.timedelta(seconds=600)) == 2

@@ -1,9 +1,8 @@
-"""The push worker in-process: delivery, headers, outcomes, retries, limits, sweeps, run_tasks."""
+"""The push worker in-process: delivery, headers, outcomes, retries, limits, run_tasks."""
 
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import re
 import threading
@@ -18,41 +17,15 @@ from django_taskqueue.conf import taskqueue_settings
 from django_taskqueue.dispatch import direct
 from django_taskqueue.dispatch.claim import claim
 from django_taskqueue.dispatch.delivery import delivery_host
-from django_taskqueue.dispatch.sweeps import Pruner, Rescuer
 from django_taskqueue.dispatch.worker import Worker
 from django_taskqueue.models import QueueState, TaskRecord, TaskState
 from django_taskqueue.queues import get_queue_config
 from django_taskqueue.taskqueue import Queue, Task, TaskRetryOptions
 from django_taskqueue.testing import run_tasks
 
-from ..conftest import FROZEN_AT, claim_now
-from ..handlers import RECORD_ENV
+from ..conftest import FROZEN_AT, claim_now, row
 
 pytestmark = pytest.mark.django_db
-
-
-class Recorder:
-    """Reads the JSON lines that tests/handlers.py views append."""
-
-    def __init__(self, path):
-        self.path = path
-
-    def entries(self, event=None):
-        if not self.path.exists():
-            return []
-        rows = [json.loads(line) for line in self.path.read_text().splitlines() if line]
-        return [r for r in rows if event is None or r.get("event", "finished") == event]
-
-
-@pytest.fixture
-def recorder(tmp_path, monkeypatch):
-    path = tmp_path / "record.jsonl"
-    monkeypatch.setenv(RECORD_ENV, str(path))
-    return Recorder(path)
-
-
-def row(name, queue="default"):
-    return TaskRecord.objects.get(queue_name=queue, name=name)
 
 
 # -- what a handler receives ----------------------------------------------------------------
@@ -442,56 +415,6 @@ class TestRetrySchedule:
         assert task.first_attempt_at == FROZEN_AT
 
 
-# -- security -------------------------------------------------------------------------------
-
-
-class TestSecurity:
-    def test_unsigned_request_to_protected_view_is_403(self, client):
-        assert client.post("/protected").status_code == 403
-        forged = {"X-AppEngine-QueueName": "default", "X-AppEngine-TaskName": "x"}
-        assert client.post("/protected", headers=forged).status_code == 403
-
-    def test_forged_headers_are_stripped(self, client):
-        headers = {
-            "X-AppEngine-QueueName": "default",
-            "X-AppEngine-TaskName": "evil",
-            "X-TaskQueue-Signature": "v1:1:1:1700000000.0:" + "0" * 64,
-        }
-        response = client.get("/headers-seen", headers=headers)
-        assert response.json() == {}
-
-    def test_signed_task_reaches_protected_view(self, recorder, frozen_clock):
-        Queue("default").add(Task(name="ok", url="/protected"))
-        assert run_tasks() == 1
-        assert row("ok").state == TaskState.SUCCEEDED
-        assert recorder.entries()[0]["signed"] is True
-
-    def test_escaped_url_and_query_still_verify(self, recorder, frozen_clock):
-        Queue("default").add(
-            Task(method="GET", name="esc", url="/protected/caf%C3%A9%20x?q=a%20b&r=%7E")
-        )
-        assert run_tasks() == 1
-        assert row("esc").state == TaskState.SUCCEEDED
-        [seen] = recorder.entries()
-        assert seen["path"] == "/protected/café x"
-
-    def test_replayed_signature_is_refused(self, client, recorder, frozen_clock):
-        Queue("default").add(Task(b"b", name="once", url="/protected"))
-        run_tasks()
-        [seen] = recorder.entries()
-        replay = {k: v for k, v in seen["headers"].items() if k.lower().startswith("x-")}
-        response = client.post(
-            "/protected", data=b"b", content_type="application/octet-stream", headers=replay
-        )
-        assert response.status_code == 403
-
-    def test_protected_view_is_csrf_exempt_for_tasks(self, recorder, frozen_clock, settings):
-        # Even with CSRF checks enforced, a task POST (no token) reaches the view.
-        Queue("default").add(Task(b"b", name="csrf", url="/protected"))
-        run_tasks()
-        assert row("csrf").state == TaskState.SUCCEEDED
-
-
 # -- HTTP delivery --------------------------------------------------------------------------
 
 
@@ -801,69 +724,6 @@ def test_claims_go_on_after_the_session_forgets_its_prepared_statements(frozen_c
     assert row_states("fast") == {TaskState.RUNNING: 2}
 
 
-class TestStatistics:
-    def test_worker_feeds_fetch_statistics(self, recorder, frozen_clock):
-        Queue("default").add([Task(url="/echo") for _ in range(3)])
-        worker = Worker(["default"], burst=True, run_sweeps=False)
-        assert worker.run() == 3
-        stats = Queue("default").fetch_statistics()
-        assert stats.executed_last_minute == 3
-        assert stats.in_flight == 0
-        assert stats.enforced_rate == pytest.approx(0.3)  # 3 tasks just now, over 10 s
-
-
-# -- sweeps ---------------------------------------------------------------------------------
-
-
-class TestSweeps:
-    def test_rescuer_requeues_tasks_of_a_dead_worker(self, frozen_clock):
-        Queue("default").add(Task(url="/echo", name="lost"))
-        QueueState.objects.create(name="default")
-        [claimed] = claim_now("default", frozen_clock).tasks
-        rescuer = Rescuer("default", interval_seconds=1)
-        assert rescuer.run(frozen_clock.now()) == 0  # lease still valid
-        frozen_clock.advance(61)
-        assert rescuer.run(frozen_clock.now()) == 1
-        task = row("lost")
-        assert task.state == TaskState.QUEUED
-        assert task.retry_count == 1
-        assert task.last_retry_reason == "worker lost"
-        assert task.errors[0]["worker_id"] == "w1"
-        assert task.eta == frozen_clock.now() + datetime.timedelta(seconds=0.1)
-        assert rescuer.run(frozen_clock.now()) == 0
-        # The dead worker's late outcome is dropped: the row is no longer its claim.
-        from django_taskqueue.dispatch import outcome
-
-        rows = outcome.running_row(claimed.id, "w1", claimed.leased_at, "default")
-        assert not outcome.record_success(
-            rows, now=frozen_clock.now(), status_code=200, return_value=None
-        )
-        assert row("lost").state == TaskState.QUEUED
-
-    def test_pruner_deletes_past_retention_only(self, frozen_clock, settings):
-        settings.TASKQUEUE = {
-            **settings.TASKQUEUE,
-            "TOMBSTONE_SECONDS": 100,
-            "FINISHED_RETENTION_SECONDS": 50,
-            "FAILED_RETENTION_SECONDS": 1000,
-        }
-        now = frozen_clock.now()
-        Queue("default").add([Task(url="/echo", name=n) for n in ("s-old", "s-new", "f-mid")])
-        TaskRecord.objects.filter(name="s-old").update(
-            state=TaskState.SUCCEEDED, finished_at=now - datetime.timedelta(seconds=101)
-        )
-        TaskRecord.objects.filter(name="s-new").update(
-            state=TaskState.DELETED, finished_at=now - datetime.timedelta(seconds=99)
-        )
-        TaskRecord.objects.filter(name="f-mid").update(
-            state=TaskState.FAILED, finished_at=now - datetime.timedelta(seconds=500)
-        )
-        pruner = Pruner("default", interval_seconds=1, limit=1)
-        assert pruner.run(now) == 1
-        assert sorted(TaskRecord.objects.values_list("name", flat=True)) == ["f-mid", "s-new"]
-        assert pruner.run(now + datetime.timedelta(seconds=600)) == 2
-
-
 # -- the command and the threaded worker ----------------------------------------------------
 
 
@@ -933,35 +793,6 @@ class TestBatchedClaims:
             assert len(claim_now("fast", frozen_clock, max_tasks=50).tasks) == 50
         assert len(fifty.captured_queries) == len(one.captured_queries)
         assert len(fifty.captured_queries) <= 7
-
-
-class TestChecks:
-    def run_checks(self):
-        from django_taskqueue.checks import check_worker
-
-        return sorted(m.id for m in check_worker())
-
-    def test_defaults_pass(self):
-        assert self.run_checks() == []
-
-    def test_bad_values(self, settings):
-        settings.TASKQUEUE = {
-            **settings.TASKQUEUE,
-            "RESCUE_INTERVAL_SECONDS": 0,
-            "LEASE_MARGIN_SECONDS": "x",
-            "DELIVERY_HOST": "",
-        }
-        assert self.run_checks() == [
-            "django_taskqueue.E014",
-            "django_taskqueue.E014",
-            "django_taskqueue.E015",
-        ]
-
-    def test_missing_middleware_warns(self, settings):
-        settings.MIDDLEWARE = [
-            m for m in settings.MIDDLEWARE if not m.endswith("TaskHeaderMiddleware")
-        ]
-        assert self.run_checks() == ["django_taskqueue.W016"]
 
 
 class TestLogging:

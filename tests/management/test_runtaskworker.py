@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 from django_taskqueue.management.commands.runtaskworker import Command
 from django_taskqueue.taskqueue import Queue, Task
 
-from .conftest import REPO_ROOT
+from ..conftest import REPO_ROOT
 
 pytestmark = pytest.mark.django_db
 

@@ -136,7 +136,7 @@ def test_the_worker_records_each_outcome(frozen_clock):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_worker_process_writes_its_counts_when_it_stops(child_env):
-    from .conftest import run_burst_worker
+    from ..conftest import run_burst_worker
 
     Queue("fast").add([Task(url="/echo") for _ in range(5)])
     Queue("fast").add(

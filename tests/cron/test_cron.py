@@ -410,7 +410,7 @@ def test_example_project_job_runs_for_cron_only(tmp_path):
     import subprocess
     import sys
 
-    from .conftest import REPO_ROOT
+    from ..conftest import REPO_ROOT
 
     env = {
         **os.environ,

@@ -14,7 +14,7 @@ from django_taskqueue.queues import all_queue_configs
 from django_taskqueue.taskqueue import Queue, Task
 from django_taskqueue.testing import run_tasks
 
-from .conftest import REPO_ROOT
+from ..conftest import REPO_ROOT
 
 pytestmark = pytest.mark.django_db
 

@@ -1,7 +1,7 @@
 """Cron with real worker processes: each slot runs exactly once, however many workers serve it,
 and the slots missed while no worker ran run once in all when workers start again.
 
-The workers share an accelerated clock (tests/cron_worker.py): one minute of their time is
+The workers share an accelerated clock (tests/cron/cron_worker.py): one minute of their time is
 SECONDS_PER_MINUTE real seconds, so a few minutes of `every 1 minutes` take well under a minute.
 """
 
@@ -20,8 +20,8 @@ import pytest
 from django_taskqueue.cron.config import all_cron_jobs
 from django_taskqueue.models import TaskRecord, TaskState
 
-from .conftest import REPO_ROOT
-from .handlers import RECORD_ENV
+from ..conftest import REPO_ROOT
+from ..handlers import RECORD_ENV
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,7 +52,7 @@ def start_worker(env):
         [
             sys.executable,
             "-m",
-            "tests.cron_worker",
+            "tests.cron.cron_worker",
             "--poll-interval",
             "0.05",
             "--concurrency",

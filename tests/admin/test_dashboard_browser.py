@@ -19,7 +19,7 @@ from django_taskqueue import clock, taskqueue
 from django_taskqueue.dispatch.minute_stats import MINUTE, MinuteStats, minute_of, upsert
 from django_taskqueue.taskqueue import Queue, Task
 
-from .conftest import REPO_ROOT
+from ..conftest import REPO_ROOT
 from .test_admin_browser import browser_page  # noqa: F401 (a fixture)
 
 DARK_LINK_FG = "rgb(129, 212, 250)"  # the admin's --link-fg in its dark theme
