@@ -325,3 +325,18 @@ def test_create_rpc_deadline():
         taskqueue.create_rpc(deadline="1")
     with pytest.raises(taskqueue.InvalidDeadlineError):
         taskqueue.create_rpc(deadline=0)
+
+
+def test_task_headers_mapping_methods_ignore_case():
+    from django_taskqueue.task import CaselessDict
+
+    headers = CaselessDict({"Content-Type": "text/plain"})
+    assert headers.get("content-type") == "text/plain" and headers.get("x-missing", 1) == 1
+    assert headers.setdefault("CONTENT-TYPE", "other") == "text/plain"
+    assert headers.setdefault("X-New", "v") == "v" and headers["x-new"] == "v"
+    assert headers.pop("x-NEW") == "v" and "X-New" not in headers
+    assert headers.pop("x-new", None) is None
+    with pytest.raises(KeyError):
+        headers.pop("x-new")
+    assert dict(headers.items()) == {"Content-Type": "text/plain"} == headers
+    assert list(headers) == ["Content-Type"] and len(headers) == 1
