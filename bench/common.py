@@ -239,8 +239,8 @@ def wait_window(path: str, count: int, window: float, timeout: float, procs=(), 
     return wait_marks(path, count, time.monotonic() + (window or timeout), procs, rss)
 
 
-def tree_rss_mb(pid: int) -> float:
-    """Resident memory of a process and all its descendants, in MB (Linux /proc)."""
+def _descendants(pid: int) -> list[int]:
+    """A process and all its descendants (Linux /proc)."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -251,10 +251,32 @@ def tree_rss_mb(pid: int) -> float:
         except (OSError, IndexError, ValueError):
             continue
         children.setdefault(ppid, []).append(int(entry))
-    total, todo = 0, [pid]
+    found, todo = [], [pid]
     while todo:
         current = todo.pop()
+        found.append(current)
         todo += children.get(current, [])
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) spent so far by a process and its descendants."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for current in _descendants(pid):
+        try:
+            with open(f"/proc/{current}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its descendants, in MB (Linux /proc)."""
+    total = 0
+    for current in _descendants(pid):
         try:
             with open(f"/proc/{current}/status") as f:
                 for line in f:
@@ -307,6 +329,12 @@ def measure_latency(
     if wait_marks(marks, 1, time.monotonic() + 60, [proc]) < 1:
         return {"error": "the worker ran no job within 60 s"}
     time.sleep(settle)
+    # What the worker costs while it waits: its CPU time over a few idle seconds.
+    idle_seconds = min(5.0, max(1.0, timeout / 20))
+    time.sleep(0.5)
+    cpu = tree_cpu_seconds(proc.pid)
+    time.sleep(idle_seconds)
+    idle_cpu_share = (tree_cpu_seconds(proc.pid) - cpu) / idle_seconds
     rng = random.Random(6)
     samples: list[float] = []
     for i in range(n):
@@ -323,7 +351,11 @@ def measure_latency(
         break
     if not samples:
         return {"error": "no sample within the time limit"}
-    result = {"latency_ms": percentiles(samples), "n": len(samples)}
+    result = {
+        "latency_ms": percentiles(samples),
+        "n": len(samples),
+        "idle_cpu_share": idle_cpu_share,
+    }
     if len(samples) < n:
         result["error"] = f"{len(samples)} of {n} samples within the time limit"
     return result
