@@ -1,10 +1,12 @@
 """A pull-queue consumer run as its own OS process by the concurrency tests.
 
-Usage: python -m tests.lease_consumer QUEUE OUTFILE START_AT
-Waits until the wall-clock time START_AT (so every consumer starts together), then leases
+Usage: python -m tests.lease_consumer QUEUE OUTFILE GO_FILE
+Sets Django up and connects, creates OUTFILE to say it is ready, and waits until GO_FILE exists
+(the test creates it once every consumer is ready, so they all start together); then leases
 batches until the queue is empty, writing each leased name to OUTFILE before deleting the batch.
 """
 
+import os
 import sys
 import time
 
@@ -12,12 +14,17 @@ import django
 
 
 def main() -> None:
-    queue_name, outfile, start_at = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    queue_name, outfile, go_file = sys.argv[1], sys.argv[2], sys.argv[3]
     django.setup()
+    from django.db import connection
+
     from django_taskqueue.taskqueue import Queue
 
     queue = Queue(queue_name)
-    time.sleep(max(0.0, start_at - time.time()))
+    connection.ensure_connection()
+    open(outfile, "w").close()  # ready
+    while not os.path.exists(go_file):
+        time.sleep(0.005)
     empty = 0
     with open(outfile, "w") as out:
         while empty < 3:

@@ -22,16 +22,23 @@ def test_four_processes_lease_5000_tasks_exactly_once(child_env, tmp_path):
     for start in range(0, TASKS, 100):
         queue.add([Task(b"x", method="PULL", name=f"t{i}") for i in range(start, start + 100)])
 
-    start_at = time.time() + 3  # every consumer has set Django up by then
+    go = tmp_path / "go"
     outfiles = [tmp_path / f"consumer-{n}.txt" for n in range(CONSUMERS)]
     consumers = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.lease_consumer", "pull-queue", str(out), str(start_at)],
+            [sys.executable, "-m", "tests.lease_consumer", "pull-queue", str(out), str(go)],
             cwd=REPO_ROOT,
             env=child_env,
         )
         for out in outfiles
     ]
+    # Start them together, once each has set Django up and connected (each creates its file).
+    deadline = time.monotonic() + 120
+    while not all(out.exists() for out in outfiles):
+        assert time.monotonic() < deadline, "a consumer never became ready"
+        assert all(c.poll() is None for c in consumers), "a consumer exited before starting"
+        time.sleep(0.02)
+    go.touch()
     for consumer in consumers:
         assert consumer.wait(timeout=300) == 0
 
