@@ -99,9 +99,9 @@ def analyze() -> None:
 
 
 def live_count() -> int:
-    from django_taskqueue.models import LIVE_STATES, TaskRecord
+    from django_taskqueue.models import TaskRecord
 
-    return TaskRecord.objects.filter(state__in=LIVE_STATES).count()
+    return TaskRecord.objects.live().count()
 
 
 def seed_push(n: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 
@@ -9,7 +10,7 @@ from bench import common
 
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root"}
-DB_NAME = "taskqueue_bench"
+DB_NAME = os.environ.get("BENCH_DB_NAME", "taskqueue_bench")
 PROCRASTINATE_DB = "procrastinate_bench"
 
 

@@ -19,7 +19,7 @@ from django.db.models import Aggregate, Count, Min, OuterRef, Q, Subquery
 from django.db.models.expressions import BaseExpression
 from django.db.models.functions import Coalesce
 
-from .models import LIVE_STATES, TaskRecord, TaskState
+from .models import LIVE, TaskRecord, TaskState
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ def live(now: datetime.datetime) -> FigureGroup:
     # A pull task under a lease stays QUEUED, its ETA moved to the lease's expiry.
     under_lease = queued & Q(method="PULL", leased_at__isnull=False, eta__gt=now)
     return FigureGroup(
-        Q(state__in=LIVE_STATES),
+        LIVE,
         {
             "tasks": Count("id"),
             "waiting": Count("id", filter=due),

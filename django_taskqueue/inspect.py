@@ -25,7 +25,7 @@ from django.db.models import Q
 
 from .conf import taskqueue_settings
 from .db.rows import ANY_TAG
-from .models import LIVE_STATES, TaskRecord
+from .models import LIVE, TaskRecord
 from .queues import get_queue_config
 
 __all__ = ["TaskInfo", "get_task", "list_tasks", "enqueued_times", "ANY_TAG"]
@@ -60,9 +60,7 @@ class TaskInfo:
 
 def _tasks(queue_name: str) -> Any:
     get_queue_config(queue_name)  # InvalidQueueNameError, UnknownQueueError
-    return TaskRecord.objects.using(taskqueue_settings.DATABASE).filter(
-        queue_name=queue_name, state__in=LIVE_STATES
-    )
+    return TaskRecord.objects.using(taskqueue_settings.DATABASE).filter(LIVE, queue_name=queue_name)
 
 
 def _info(queue_name: str, row: dict[str, Any]) -> TaskInfo:

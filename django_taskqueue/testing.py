@@ -19,7 +19,7 @@ from django.db.models import Count
 from . import task as task_module
 from .conf import taskqueue_settings
 from .dispatch.delivery import eta_header
-from .models import LIVE_STATES, DeferredPayload, TaskRecord
+from .models import LIVE, DeferredPayload, TaskRecord
 from .queues import all_queue_configs
 from .taskqueue import Task
 
@@ -46,7 +46,7 @@ def _live_rows(
     name: str | None = None,
     queue_names: str | Iterable[str] | None = None,
 ) -> Any:
-    rows = TaskRecord.objects.using(taskqueue_settings.DATABASE).filter(state__in=LIVE_STATES)
+    rows = TaskRecord.objects.using(taskqueue_settings.DATABASE).filter(LIVE)
     if url is not None:
         rows = rows.filter(url=url)
     if name is not None:

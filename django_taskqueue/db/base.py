@@ -12,12 +12,12 @@ from functools import cache
 from typing import Any
 
 from django.db import IntegrityError, connections, transaction
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, QuerySet
 from django.db.models.functions import Coalesce
 
 from ..models import (
     FINISHED_STATES,
-    LIVE_STATES,
+    LIVE,
     QueueState,
     TaskRecord,
     TaskState,
@@ -469,7 +469,7 @@ class TaskStore(ClaimVerbs):
         with transaction.atomic(using=self.alias):
             rows = list(
                 self.tasks()
-                .filter(queue_name=queue_name, name__in=names, state__in=LIVE_STATES)
+                .filter(LIVE, queue_name=queue_name, name__in=names)
                 .select_for_update()
                 .values_list("id", "name")
             )
@@ -483,7 +483,7 @@ class TaskStore(ClaimVerbs):
         """Tombstone every live task of the queue; return how many."""
         return (
             self.tasks()
-            .filter(Q(queue_name=queue_name) & Q(state__in=LIVE_STATES))
+            .filter(LIVE, queue_name=queue_name)
             .update(state=TaskState.DELETED, finished_at=now)
         )
 

@@ -214,10 +214,12 @@ class PostgreSQLOperations(TaskStore):
         # locks the due tasks (SKIP LOCKED: rows another lease holds are passed over, never
         # waited for; a paused queue matches nothing), the UPDATE leases them, and RETURNING
         # gives each row after the lease beside the values it had before (from `due`).
+        # The state is a literal, as in every statement that reads the due index: it is what
+        # proves a plan (a generic one of a prepared statement too) may use that partial index.
         quote = self.connection.ops.quote_name
         sql = (
-            f"WITH due AS (SELECT id, priority, eta, leased_at, first_attempt_at "
-            f"FROM {self.table} WHERE queue_name = %s AND state = %s AND eta <= %s "
+            f"WITH due AS (SELECT id, priority, eta, leased_at, first_attempt_at FROM {self.table} "
+            f"WHERE queue_name = %s AND state = '{TaskState.QUEUED}' AND eta <= %s "
             f"AND NOT EXISTS (SELECT 1 FROM {quote(QueueState._meta.db_table)} "
             "WHERE name = %s AND paused) "
             "ORDER BY priority DESC, eta LIMIT %s FOR UPDATE SKIP LOCKED) "
@@ -227,7 +229,7 @@ class PostgreSQLOperations(TaskStore):
             "RETURNING t.id, t.name, t.payload, t.tag, t.retry_count, t.retry_options, "
             "t.enqueued_at, t.headers, due.priority, due.eta, due.leased_at, due.first_attempt_at"
         )
-        params: list[Any] = [queue_name, TaskState.QUEUED, now, queue_name, max_tasks]
+        params: list[Any] = [queue_name, now, queue_name, max_tasks]
         params += [lease_until, now, now]
         options_field: Any = TaskRecord._meta.get_field("retry_options")
         headers_field: Any = TaskRecord._meta.get_field("headers")

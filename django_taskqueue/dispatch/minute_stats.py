@@ -28,7 +28,7 @@ from django.db.models import Count, Q
 
 from .. import clock
 from ..conf import taskqueue_settings
-from ..models import QueueMinuteStats, TaskRecord, TaskState
+from ..models import LIVE, QueueMinuteStats, TaskRecord, TaskState
 from .sweep import Sweep
 
 logger = logging.getLogger("django_taskqueue")
@@ -169,7 +169,7 @@ class MinuteStats:
         live = {
             row["queue_name"]: row
             for row in TaskRecord.objects.using(self.alias)
-            .filter(queue_name__in=names, state__in=(TaskState.QUEUED, TaskState.RUNNING))
+            .filter(LIVE, queue_name__in=names)
             .values("queue_name")
             .annotate(
                 waiting=Count("id", filter=Q(state=TaskState.QUEUED, eta__lte=now)),

@@ -20,7 +20,7 @@ from ... import clock, humanize
 from ...conf import taskqueue_settings
 from ...dashboard import overview
 from ...db import store
-from ...models import LIVE_STATES, TaskRecord, TaskState
+from ...models import LIVE, TaskRecord, TaskState
 from ...queues import all_queue_configs
 from ...taskqueue import Queue
 
@@ -150,7 +150,7 @@ class Command(BaseCommand):
         tasks = TaskRecord.objects.using(taskqueue_settings.DATABASE).filter(queue_name=name)
         state = options["state"]
         if state == "live":
-            tasks = tasks.filter(state__in=LIVE_STATES)
+            tasks = tasks.filter(LIVE)
         elif state != "all":
             tasks = tasks.filter(state=state)
         if options["tag"] is not None:
