@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -41,14 +42,45 @@ class PostgreSQLOperations(TaskStore):
         # RETURNING tells which names went in. The NOTIFY rides in the same statement, and
         # PostgreSQL delivers it only when the transaction commits: no worker wakes for a task
         # it cannot see yet, and a rollback wakes nobody.
+        first = rows[0]
+        if not all(
+            row.queue_name == first.queue_name
+            and row.enqueued_at is first.enqueued_at
+            and row.state == TaskState.QUEUED
+            and not row.retry_count
+            and not row.execution_count
+            and not row.errors
+            for row in rows
+        ):
+            return self._insert_rows(rows, notify)
+        # Rows of one add: the values every row shares are written once, as one parameter or
+        # a constant of the statement, and the others go as they are (`_fresh_values`).
+        connection = self.connection
         if len(rows) == 1:
             # The common case, one task: a statement prepared once per session.
-            values = dict(zip(_INSERT_NAMES, self.prepared_rows(rows)[0], strict=True))
-            values.update(channel=NOTIFY_CHANNEL, queue=rows[0].queue_name)
-            return {
-                r[0]
-                for r in self._execute_prepared(_insert_one_sql(self.connection, notify), values)
-            }
+            values = dict(zip(_FRESH_NAMES, _fresh_values(first, connection), strict=True))
+            values.update(queue_name=first.queue_name, enqueued_at=first.enqueued_at)
+            if notify:
+                values["channel"] = NOTIFY_CHANNEL
+            statement = _insert_one_sql(connection, notify)
+            return {r[0] for r in self._execute_prepared(statement, values)}
+        # A batch: one short statement whatever the number of rows, each column an array that
+        # unnest() turns back into rows. Its text is the same for every batch, so psycopg
+        # parses it once, and the database binds 13 parameters instead of 17 per row.
+        columns: list[list[Any]] = [[] for _ in _FRESH_NAMES]
+        appends = [column.append for column in columns]
+        for row in rows:
+            for append, value in zip(appends, _fresh_values(row, connection), strict=True):
+                append(value)
+        params: list[Any] = [first.queue_name, first.enqueued_at, *columns]
+        if notify:
+            params += [NOTIFY_CHANNEL, first.queue_name]
+        with connection.cursor() as cursor:
+            cursor.execute(_insert_batch_sql(connection, notify), params)
+            return {r[0] for r in cursor.fetchall()}
+
+    def _insert_rows(self, rows: Sequence[TaskRow], notify: bool) -> set[str]:
+        """Insert rows with every column a parameter of its own (rows of more than one add)."""
         params = [p for row in self.prepared_rows(rows) for p in row]
         sql = (
             self.insert_sql(len(rows)) + " ON CONFLICT (queue_name, name) DO NOTHING RETURNING name"
@@ -383,8 +415,80 @@ def prepared_sql(body: str, params: Sequence[tuple[str, str]]) -> PreparedSQL:
     )
 
 
-#: The parameter names of a one-row insert, one per column of INSERT_COLUMNS.
-_INSERT_NAMES = tuple(f"c{i}" for i in range(len(INSERT_COLUMNS)))
+#: The columns of a fresh row (`_fresh_values`) that differ from row to row, in this order, and
+#: each one's parameter type; the other insert columns take `_FRESH_SHARED` or a constant.
+_FRESH_COLUMNS = (
+    ("name", "text"),
+    ("method", "text"),
+    ("url", "text"),
+    ("headers", "text"),
+    ("payload", "bytea"),
+    ("tag", "text"),
+    ("target", "text"),
+    ("priority", "smallint"),
+    ("eta", "timestamptz"),
+    ("retry_options", "text"),
+    ("dispatch_deadline_usec", "bigint"),
+)
+_FRESH_NAMES = tuple(name for name, _ in _FRESH_COLUMNS)
+#: One value for every row of an add.
+_FRESH_SHARED = (("queue_name", "text"), ("enqueued_at", "timestamptz"))
+#: What a fresh row holds in the columns not passed at all.
+_FRESH_CONSTANTS = {
+    "state": f"'{TaskState.QUEUED}'",
+    "retry_count": "0",
+    "execution_count": "0",
+    "errors": "'[]'::jsonb",
+}
+#: JSON columns, passed as their JSON text and cast in SQL.
+_FRESH_JSON = frozenset({"headers", "retry_options"})
+
+
+def _fresh_values(row: TaskRow, connection: Any) -> tuple[Any, ...]:
+    """The `_FRESH_COLUMNS` of `row` as parameters: what each field's adaptation would give.
+
+    Text, bytes and integers pass as they are; JSON as its text (the fields have no encoder of
+    their own, so `json.dumps`; None stays SQL NULL, as `JSONField.get_db_prep_save` keeps it);
+    an aware datetime as it is, and a naive one through its field (which makes it aware).
+    """
+    eta = row.eta
+    if eta.tzinfo is None:
+        eta = _ETA_FIELD.get_db_prep_save(eta, connection)
+    options = row.retry_options
+    return (
+        row.name,
+        row.method,
+        row.url,
+        json.dumps(row.headers),
+        row.payload,
+        row.tag,
+        row.target,
+        row.priority,
+        eta,
+        None if options is None else json.dumps(options),
+        row.dispatch_deadline_usec,
+    )
+
+
+_ETA_FIELD: Any = TaskRecord._meta.get_field("eta")
+
+
+def _fresh_select(connection: Any, names: Sequence[str], shared: dict[str, str]) -> str:
+    """The INSERT of fresh rows: each insert column from `names`, `shared` or a constant."""
+    quote = connection.ops.quote_name
+    values = []
+    for column in INSERT_COLUMNS:
+        if column in shared:
+            values.append(shared[column])
+        elif column in _FRESH_CONSTANTS:
+            values.append(_FRESH_CONSTANTS[column])
+        else:
+            value = names[_FRESH_NAMES.index(column)]
+            values.append(f"{value}::jsonb" if column in _FRESH_JSON else value)
+    return (
+        f"INSERT INTO {quote(TaskRecord._meta.db_table)} "
+        f"({', '.join(quote(c) for c in INSERT_COLUMNS)}) SELECT {', '.join(values)}"
+    )
 
 
 #: The statements built so far, one dict per builder.
@@ -395,6 +499,7 @@ def clear_statement_cache() -> None:
     """Forget the statements built so far; each is built again on its next use."""
     for built in _BUILT:
         built.clear()
+    _BATCH_SQL.clear()
 
 
 def _statement(builder: Callable[..., PreparedSQL]) -> Callable[..., PreparedSQL]:
@@ -419,25 +524,50 @@ def _statement(builder: Callable[..., PreparedSQL]) -> Callable[..., PreparedSQL
 
 @_statement
 def _insert_one_sql(connection: Any, notify: bool) -> PreparedSQL:
-    """The insert of one task, with the NOTIFY in the same statement when `notify`."""
-    quote = connection.ops.quote_name
-    fields = [TaskRecord._meta.get_field(column) for column in INSERT_COLUMNS]
-    params = [
-        (name, str(field.db_type(connection)))
-        for name, field in zip(_INSERT_NAMES, fields, strict=True)
-    ]
+    """The insert of one fresh task, with the NOTIFY in the same statement when `notify`."""
+    params = list(_FRESH_SHARED) + list(_FRESH_COLUMNS)
     body = (
-        f"INSERT INTO {quote(TaskRecord._meta.db_table)} "
-        f"({', '.join(quote(c) for c in INSERT_COLUMNS)}) "
-        f"VALUES ({', '.join(f'%({name})s' for name in _INSERT_NAMES)}) "
-        "ON CONFLICT (queue_name, name) DO NOTHING RETURNING name"
+        _fresh_select(
+            connection,
+            [f"%({name})s" for name in _FRESH_NAMES],
+            {name: f"%({name})s" for name, _ in _FRESH_SHARED},
+        )
+        + " ON CONFLICT (queue_name, name) DO NOTHING RETURNING name"
     )
     if notify:
-        params += [("channel", "text"), ("queue", "text")]
+        params.append(("channel", "text"))
         body = (
-            f"WITH ins AS ({body}) SELECT name, (SELECT pg_notify(%(channel)s, %(queue)s)) FROM ins"
+            f"WITH ins AS ({body}) "
+            "SELECT name, (SELECT pg_notify(%(channel)s, %(queue_name)s)) FROM ins"
         )
     return prepared_sql(body, params)
+
+
+def _insert_batch_sql(connection: Any, notify: bool) -> str:
+    """The insert of a batch of fresh tasks: queue name, enqueue time, then one array a column.
+
+    Run unprepared: the text is short and the same whatever the number of rows.
+    """
+    sql = _BATCH_SQL.get(notify)
+    if sql is None:
+        arrays = ", ".join(f"%s::{sql_type}[]" for _, sql_type in _FRESH_COLUMNS)
+        sql = (
+            _fresh_select(
+                connection,
+                [f"u.{name}" for name in _FRESH_NAMES],
+                {"queue_name": "%s::text", "enqueued_at": "%s::timestamptz"},
+            )
+            + f" FROM unnest({arrays}) AS u({', '.join(_FRESH_NAMES)})"
+            + " ON CONFLICT (queue_name, name) DO NOTHING RETURNING name"
+        )
+        if notify:
+            sql = f"WITH ins AS ({sql}) SELECT name, (SELECT pg_notify(%s, %s)) FROM ins"
+        _BATCH_SQL[notify] = sql
+    return sql
+
+
+#: The batch inserts built so far, by `notify`.
+_BATCH_SQL: dict[bool, str] = {}
 
 
 @_statement
