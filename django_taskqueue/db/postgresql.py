@@ -20,7 +20,7 @@ from .. import ratelimit
 from ..models import QueueState, TaskRecord, TaskState
 from .base import TaskStore
 from .features import PostgreSQLFeatures
-from .rows import ANY_TAG, INSERT_COLUMNS, OneStatementClaim, TaskRow
+from .rows import ANY_TAG, FRESH_CONSTANTS, INSERT_COLUMNS, OneStatementClaim, TaskRow, all_fresh
 
 #: psycopg 3's cursor that binds parameters on the server; None under psycopg2.
 _ServerCursor: Any = None
@@ -49,13 +49,8 @@ class PostgreSQLOperations(TaskStore):
         # PostgreSQL delivers it only when the transaction commits: no worker wakes for a task
         # it cannot see yet, and a rollback wakes nobody.
         first = rows[0]
-        if not all(
-            row.queue_name == first.queue_name
-            and row.enqueued_at is first.enqueued_at
-            and row.state == TaskState.QUEUED
-            and not row.retry_count
-            and not row.execution_count
-            and not row.errors
+        if not all_fresh(rows) or any(
+            row.queue_name != first.queue_name or row.enqueued_at is not first.enqueued_at
             for row in rows
         ):
             return self._insert_rows(rows, notify)
@@ -437,12 +432,7 @@ _FRESH_NAMES = tuple(name for name, _ in _FRESH_COLUMNS)
 #: One value for every row of an add.
 _FRESH_SHARED = (("queue_name", "text"), ("enqueued_at", "timestamptz"))
 #: What a fresh row holds in the columns not passed at all.
-_FRESH_CONSTANTS = {
-    "state": f"'{TaskState.QUEUED}'",
-    "retry_count": "0",
-    "execution_count": "0",
-    "errors": "'[]'::jsonb",
-}
+_FRESH_CONSTANTS = {**FRESH_CONSTANTS, "errors": f"{FRESH_CONSTANTS['errors']}::jsonb"}
 #: JSON columns, passed as their JSON text and cast in SQL.
 _FRESH_JSON = frozenset({"headers", "retry_options"})
 
