@@ -10,7 +10,6 @@ claim: the claim as the portable transaction (lock the bucket row, SELECT … SK
 write the bucket: five round trips with BEGIN and COMMIT) against PostgreSQL's one prepared
 statement (`features.can_claim_in_one_statement`), claiming 1 task (an idle worker woken for
 one task) and 20 (a busy one).
-add one: the one-task INSERT as a plain statement against the prepared one.
 lease: the portable lease (a locking SELECT, then an UPDATE of the ids) against PostgreSQL's
 one-statement lease, on the same table, in rounds of 5,000 tasks leased 1,000 at a time.
 Prints medians of wall time and of this process's CPU time per task.
@@ -46,19 +45,6 @@ def _portable_claim() -> Iterator[None]:
 
 
 @contextmanager
-def _unprepared() -> Iterator[None]:
-    """Run PostgreSQL's statements unprepared, as it does inside a transaction."""
-    from django_taskqueue.db.postgresql import PostgreSQLOperations
-
-    prepared = PostgreSQLOperations._execute_prepared
-    PostgreSQLOperations._execute_prepared = PostgreSQLOperations._execute_unprepared
-    try:
-        yield
-    finally:
-        PostgreSQLOperations._execute_prepared = prepared
-
-
-@contextmanager
 def _as_is() -> Iterator[None]:
     yield
 
@@ -73,7 +59,6 @@ def main(argv: list[str] | None = None) -> None:
     from django_taskqueue.db.base import TaskStore
     from django_taskqueue.dispatch.claim import claim, ensure_queue_state
     from django_taskqueue.queues import get_queue_config
-    from django_taskqueue.taskqueue import Queue, Task
 
     tasks = store("default")
     push = get_queue_config(common.PUSH_QUEUE)
@@ -103,16 +88,6 @@ def main(argv: list[str] | None = None) -> None:
                 assert len(got.tasks) == size, got
             record(name, time.perf_counter() - wall, time.process_time() - cpu, 300 * size)
 
-    def adds(name: str, mode: Callable[[], Any]) -> None:
-        common.reset_tables()
-        queue = Queue(common.PULL_QUEUE)
-        queue.add(Task(b"x" * 16, method="PULL"))  # the session prepares it here
-        with mode():
-            wall, cpu = time.perf_counter(), time.process_time()
-            for _ in range(1000):
-                queue.add(Task(b"x" * 16, method="PULL"))
-            record(name, time.perf_counter() - wall, time.process_time() - cpu, 1000)
-
     def leases(lease: Callable[..., list[Any]], name: str) -> None:
         common.reset_tables()
         common.seed_pull(5000)
@@ -131,8 +106,6 @@ def main(argv: list[str] | None = None) -> None:
         claims(1, "claim 1 task: one prepared statement (PostgreSQL)", _as_is)
         claims(20, "claim 20 tasks: transaction (portable)", _portable_claim)
         claims(20, "claim 20 tasks: one prepared statement (PostgreSQL)", _as_is)
-        adds("add one: plain INSERT (in a transaction)", _unprepared)
-        adds("add one: prepared INSERT (autocommit)", _as_is)
         leases(lambda *a: TaskStore.lease(tasks, *a), "lease 1000: SELECT + UPDATE (portable)")
         leases(tasks.lease, "lease 1000: one statement (PostgreSQL)")
     summary = {name: {k: statistics.median(v) for k, v in r.items()} for name, r in result.items()}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
+from operator import attrgetter
 from typing import Any
 
 from django.db import IntegrityError, connections, transaction
@@ -27,6 +28,8 @@ from .claims import ClaimVerbs
 from .features import BaseFeatures
 from .rows import (
     ANY_TAG,
+    FRESH_COLUMNS,
+    FRESH_CONSTANTS,
     INSERT_COLUMNS,
     LEASE_COLUMNS,
     RESCUE_COLUMNS,
@@ -34,6 +37,7 @@ from .rows import (
     Failure,
     OneStatementClaim,
     TaskRow,
+    all_fresh,
 )
 
 __all__ = [
@@ -44,6 +48,7 @@ __all__ = [
     "OneStatementClaim",
     "TaskRow",
     "TaskStore",
+    "all_fresh",
 ]
 
 
@@ -69,9 +74,15 @@ class TaskStore(ClaimVerbs):
     def tasks(self) -> QuerySet[TaskRecord]:
         return TaskRecord.objects.using(self.alias)
 
-    def prepared_rows(self, rows: Sequence[TaskRow]) -> list[tuple[Any, ...]]:
-        """Convert rows to database parameters with each model field's own adaptation."""
+    def prepared_rows(self, rows: Sequence[TaskRow], fresh: bool = False) -> list[tuple[Any, ...]]:
+        """Convert rows to database parameters with each model field's own adaptation.
+
+        With `fresh` (`all_fresh(rows)`), only the columns of `FRESH_COLUMNS`: the statement of
+        `insert_sql(count, fresh=True)` writes the others as constants.
+        """
         connection = self.connection
+        fields = _insert_fields(fresh)
+        values = _row_values(fresh)
         # A text column's adaptation returns a str or None unchanged, so those skip the field
         # call; every other column (JSON, bytes, datetimes, and integers, which psycopg 3 types)
         # goes through its field. This halves the cost of preparing a row (bench/ab.py).
@@ -80,17 +91,23 @@ class TaskStore(ClaimVerbs):
                 value
                 if text and (value is None or isinstance(value, str))
                 else column.get_db_prep_save(value, connection)
-                for (column, text), value in zip(_insert_fields(), row.values(), strict=True)
+                for (column, text), value in zip(fields, values(row), strict=True)
             )
             for row in rows
         ]
 
-    def insert_sql(self, count: int) -> str:
-        key = (self.connection.vendor, count)
+    def insert_sql(self, count: int, fresh: bool = False) -> str:
+        """The INSERT of `count` rows, of `prepared_rows(rows, fresh)`'s parameters."""
+        key = (self.connection.vendor, count, fresh)
         sql = _INSERT_SQL.get(key)
         if sql is None:
-            columns = ", ".join(self.connection.ops.quote_name(c) for c in INSERT_COLUMNS)
-            placeholder = "(" + ", ".join(["%s"] * len(INSERT_COLUMNS)) + ")"
+            if fresh:
+                names = FRESH_COLUMNS + tuple(FRESH_CONSTANTS)
+                marks = ["%s"] * len(FRESH_COLUMNS) + list(FRESH_CONSTANTS.values())
+            else:
+                names, marks = INSERT_COLUMNS, ["%s"] * len(INSERT_COLUMNS)
+            columns = ", ".join(self.connection.ops.quote_name(c) for c in names)
+            placeholder = "(" + ", ".join(marks) + ")"
             sql = f"INSERT INTO {self.table} ({columns}) VALUES " + ", ".join([placeholder] * count)
             _INSERT_SQL[key] = sql
         return sql
@@ -488,18 +505,25 @@ class TaskStore(ClaimVerbs):
         )
 
 
-#: INSERT statements by (vendor, row count): built once, not on every add.
-_INSERT_SQL: dict[tuple[str, int], str] = {}
+#: INSERT statements by (vendor, row count, fresh): built once, not on every add.
+_INSERT_SQL: dict[tuple[str, int, bool], str] = {}
 
 #: Field types whose adaptation passes a str (or None) through unchanged on every backend.
 _TEXT_TYPES = frozenset({"CharField", "TextField"})
 
 
 @cache
-def _insert_fields() -> list[tuple[Any, bool]]:
-    """(field, is a text column) of each insert column, in INSERT_COLUMNS order."""
-    fields = [TaskRecord._meta.get_field(column) for column in INSERT_COLUMNS]
+def _insert_fields(fresh: bool) -> list[tuple[Any, bool]]:
+    """(field, is a text column) of each parameter column of `insert_sql(count, fresh)`."""
+    columns = FRESH_COLUMNS if fresh else INSERT_COLUMNS
+    fields = [TaskRecord._meta.get_field(column) for column in columns]
     return [(f, f.get_internal_type() in _TEXT_TYPES) for f in fields]
+
+
+@cache
+def _row_values(fresh: bool) -> Callable[[TaskRow], tuple[Any, ...]]:
+    """A function that gives a row's values of the parameter columns of `insert_sql`."""
+    return attrgetter(*(FRESH_COLUMNS if fresh else INSERT_COLUMNS))
 
 
 #: The name the enqueue path and the benchmarks know the store by.

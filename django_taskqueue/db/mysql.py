@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .base import TaskRow, TaskStore
+from .base import TaskRow, TaskStore, all_fresh
 from .features import MySQLFeatures
 from .watch import watch_newest_id
 
@@ -20,10 +20,16 @@ class MySQLOperations(TaskStore):
         # Only unique-key conflicts can be ignored here: every other value was validated by
         # the Task constructor, so IGNORE cannot hide a truncation.
         connection: Any = self.connection  # MySQL's wrapper, with mysql_is_mariadb
+        # New tasks' rows (always, from an add) bind 13 parameters a row, not 17.
+        fresh = all_fresh(rows)
         if connection.mysql_is_mariadb:
             # MariaDB returns exactly the rows that went in.
-            params = [p for row in self.prepared_rows(rows) for p in row]
-            sql = "INSERT IGNORE" + self.insert_sql(len(rows))[len("INSERT") :] + " RETURNING name"
+            params = [p for row in self.prepared_rows(rows, fresh) for p in row]
+            sql = (
+                "INSERT IGNORE"
+                + self.insert_sql(len(rows), fresh)[len("INSERT") :]
+                + " RETURNING name"
+            )
             with self.connection.cursor() as cursor:
                 cursor.execute(sql, params)
                 return {r[0] for r in cursor.fetchall()}
@@ -31,9 +37,9 @@ class MySQLOperations(TaskStore):
         # name was free. (MariaDB, the MySQL-family database the suite runs on, takes the
         # one-statement path above.)
         inserted: set[str] = set()
-        sql_one = "INSERT IGNORE" + self.insert_sql(1)[len("INSERT") :]
+        sql_one = "INSERT IGNORE" + self.insert_sql(1, fresh)[len("INSERT") :]
         with self.connection.cursor() as cursor:
-            for row, row_params in zip(rows, self.prepared_rows(rows), strict=True):
+            for row, row_params in zip(rows, self.prepared_rows(rows, fresh), strict=True):
                 cursor.execute(sql_one, row_params)
                 if cursor.rowcount == 1:
                     inserted.add(row.name)

@@ -29,6 +29,18 @@ INSERT_COLUMNS = (
     "dispatch_deadline_usec",
 )
 
+#: What a new task row holds in the insert columns that are the same for every new task: the
+#: INSERT of rows that are all new (`all_fresh`) writes these as constants, not parameters.
+FRESH_CONSTANTS = {
+    "state": f"'{TaskState.QUEUED}'",
+    "retry_count": "0",
+    "execution_count": "0",
+    "errors": "'[]'",
+}
+
+#: The insert columns of new rows that are parameters, in INSERT_COLUMNS order.
+FRESH_COLUMNS = tuple(c for c in INSERT_COLUMNS if c not in FRESH_CONSTANTS)
+
 #: Columns a lease reads to build the returned `Task` objects.
 LEASE_COLUMNS = (
     "id",
@@ -108,6 +120,17 @@ class TaskRow:
 
     def values(self) -> tuple[Any, ...]:
         return tuple(getattr(self, column) for column in INSERT_COLUMNS)
+
+
+def all_fresh(rows: Any) -> bool:
+    """Whether every row is a new task's: FRESH_CONSTANTS hold its values of those columns."""
+    return all(
+        row.state == TaskState.QUEUED
+        and not row.retry_count
+        and not row.execution_count
+        and not row.errors
+        for row in rows
+    )
 
 
 @dataclass

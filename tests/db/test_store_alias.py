@@ -5,7 +5,7 @@
 built with `default`'s connection would be built for the wrong database.
 
 What such a mistake would break differs by vendor. On PostgreSQL the store PREPAREs its hot-path
-statements with typed parameters: built with SQLite's connection, the add, the claim and the
+statements with typed parameters: built with SQLite's connection, the claim and the
 success would declare SQLite's column types (`datetime`, `bool`), which PostgreSQL rejects, so
 the PostgreSQL suite runs those verbs for real through the queue's alias. SQLite and MariaDB have
 no prepared statements: their suites check that the store holds the queue's connection and that
