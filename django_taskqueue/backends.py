@@ -24,6 +24,7 @@ from typing import Any
 from django.apps import apps
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
 from django.utils.dateparse import parse_datetime
 from django.utils.module_loading import import_string
 
@@ -244,6 +245,25 @@ def _result(task: Task, call: dict[str, Any], row: dict[str, Any], alias: str) -
 _running: dict[int, tuple[type[BaseTaskBackend], TaskResult]] = {}
 _running_lock = threading.Lock()
 
+#: The backends the worker ran tasks of, by alias: `task_backends[alias]` looks its backend up
+#: through a context-local store on every call. Forgotten when the TASKS setting changes.
+_backends: dict[str, BaseTaskBackend] = {}
+
+
+def _backend(alias: str) -> BaseTaskBackend:
+    backend = _backends.get(alias)
+    if backend is None:
+        backend = _backends[alias] = task_backends[alias]
+    return backend
+
+
+def _forget_backends(*, setting: str, **kwargs: Any) -> None:
+    if setting == "TASKS":
+        _backends.clear()
+
+
+setting_changed.connect(_forget_backends, dispatch_uid="django_taskqueue.backends.backends")
+
 
 def run(call: direct.DirectCall) -> Any:
     """Run one attempt of a Django task in the worker and return its (JSON) return value.
@@ -253,21 +273,20 @@ def run(call: direct.DirectCall) -> Any:
     """
     try:
         stored = callables.decode_json(call.payload, b"task")
-        backend = task_backends[stored["backend"]]
+        backend = _backend(stored["backend"])
         if not isinstance(backend, TaskQueueBackend):
             raise TypeError(f"the backend {stored['backend']!r} is not a TaskQueueBackend")
         task = backend._task(stored, call.queue_name)
     except Exception as e:
         raise direct.PermanentTaskFailure(f"Cannot load the task: {e}") from e
     if call.enqueued_at is not None:
-        row = _running_row(call)  # what the claim read: no query of its own
+        result = _running_result(task, stored, call, backend.alias)  # no query of its own
     else:
         found = results.read_row(call.queue_name, call.task_name)
         if found is None:  # deleted under our feet; the worker's conditional update notices
             raise direct.PermanentTaskFailure("The task row is gone")
-        row = found
-    row = {**row, "state": TaskState.RUNNING, "execution_count": call.execution_count}
-    result = _result(task, stored, row, backend.alias)
+        row = {**found, "state": TaskState.RUNNING, "execution_count": call.execution_count}
+        result = _result(task, stored, row, backend.alias)
     with _running_lock:
         _running[call.task_id] = (type(backend), result)
     task_started.send(type(backend), task_result=result)
@@ -283,26 +302,37 @@ def run(call: direct.DirectCall) -> Any:
     return value
 
 
-def _running_row(call: direct.DirectCall) -> dict[str, Any]:
-    """The result columns of a claimed task, from what the worker hands the call."""
-    return {
-        "id": call.task_id,
-        "queue_name": call.queue_name,
-        "name": call.task_name,
-        "state": TaskState.RUNNING,
-        "url": call.url,
-        "payload": call.payload,
-        "priority": call.priority,
-        "eta": call.eta,
-        "enqueued_at": call.enqueued_at,
-        "first_attempt_at": call.first_attempt_at,
-        "leased_at": call.leased_at,
-        "finished_at": None,
-        "execution_count": call.execution_count,
-        "worker_id": call.worker_id,
-        "return_value": None,
-        "errors": call.errors,
-    }
+def _running_result(
+    task: Task, stored: dict[str, Any], call: direct.DirectCall, alias: str
+) -> TaskResult:
+    """The RUNNING result of a claimed task, from what the worker hands the call.
+
+    What `_result` makes of the row the claim read, without building the row and the
+    package's own result first: the attempt that runs is counted, its errors are the earlier
+    attempts'.
+    """
+    errors = (
+        [
+            TaskError(exception_class_path=e["exception_class_path"], traceback=e["traceback"])
+            for e in results.errors_of({"errors": call.errors})
+        ]
+        if call.errors
+        else []
+    )
+    return TaskResult(
+        task=task,
+        id=f"{call.queue_name}:{call.task_name}",
+        status=TaskResultStatus.RUNNING,
+        enqueued_at=call.enqueued_at,
+        started_at=call.first_attempt_at,
+        last_attempted_at=call.leased_at,
+        finished_at=None,
+        args=stored["args"],
+        kwargs=stored["kwargs"],
+        backend=alias,
+        errors=errors,
+        worker_ids=[call.worker_id or ""] * (call.execution_count + 1),
+    )
 
 
 def _attempt_finished(

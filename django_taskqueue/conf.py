@@ -135,11 +135,16 @@ class TaskQueueSettings:
     def __getattr__(self, name: str) -> Any:
         if name not in self.defaults:
             raise AttributeError(f"Invalid {SETTING_NAME} setting: {name!r}")
-        return self._values()[name]
+        value = self._values()[name]
+        # Kept as an attribute until `reload()`: the worker reads a few settings per task.
+        self.__dict__[name] = value
+        return value
 
     def reload(self) -> None:
         """Forget the merged values; the next access reads the setting again."""
         self._merged = None
+        for name in self.defaults:
+            self.__dict__.pop(name, None)
 
     def signing_key(self) -> str:
         """Return the key that signs task requests: SIGNING_KEY, or one derived from SECRET_KEY."""

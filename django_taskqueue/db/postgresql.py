@@ -111,7 +111,7 @@ class PostgreSQLOperations(TaskStore):
         if bucket is not None:
             values.update(rate=float(bucket[0]), size=float(bucket[1]))
             values["tc"] = float(ratelimit.RATE_TIME_CONSTANT_SECONDS)
-        sql = _claim_sql(self.connection, tuple(columns), bucket is not None)
+        sql = _claim_sql(self.connection, tuple(columns), bucket is not None, self._commits_alone())
         fetched = self._execute_prepared(sql, values)
         if not fetched:
             return OneStatementClaim(found=False)
@@ -212,7 +212,12 @@ class PostgreSQLOperations(TaskStore):
             "code": status_code,
             "now": now,
         }
-        return {r[0] for r in self._execute_prepared(_succeeded_sql(self.connection), values)}
+        statement = _succeeded_sql(self.connection, self._commits_alone())
+        return {r[0] for r in self._execute_prepared(statement, values)}
+
+    def _commits_alone(self) -> bool:
+        """Whether a statement run now is its own transaction (autocommit, no atomic block)."""
+        return not self.connection.in_atomic_block
 
     def delete_by_names(
         self, queue_name: str, names: Sequence[str], now: datetime.datetime
@@ -582,15 +587,26 @@ def _statement(builder: Callable[..., PreparedSQL]) -> Callable[..., PreparedSQL
     return cached
 
 
+#: Where a claim or a success write is its own transaction, that transaction does not wait
+#: for its commit to reach the disk (`synchronous_commit` off for it alone, PostgreSQL's
+#: asynchronous commit): the flush costs milliseconds, more than the statement itself, and is
+#: on the path from an add to its handler. What a server crash can lose is the last fraction
+#: of a second of claims and successes (never an add, never a handler's own writes, whose
+#: commits flush every earlier one): those tasks run again, as at-least-once delivery allows.
+_ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true) IS NOT NULL"
+
+
 @_statement
-def _succeeded_sql(connection: Any) -> PreparedSQL:
+def _succeeded_sql(connection: Any, async_commit: bool) -> PreparedSQL:
     """The success of a claim's tasks (`mark_succeeded`)."""
     body = (
         f"UPDATE {connection.ops.quote_name(TaskRecord._meta.db_table)} "
         f"SET state = '{TaskState.SUCCEEDED}', finished_at = %(now)s, "
         "last_response_code = %(code)s, execution_count = execution_count + 1 "
         f"WHERE id = ANY(%(ids)s) AND state = '{TaskState.RUNNING}' AND worker_id = %(worker)s "
-        "AND leased_at IS NOT DISTINCT FROM %(leased_at)s RETURNING id"
+        "AND leased_at IS NOT DISTINCT FROM %(leased_at)s"
+        + (f" AND {_ASYNC_COMMIT}" if async_commit else "")
+        + " RETURNING id"
     )
     params = [
         ("ids", "bigint[]"),
@@ -603,7 +619,9 @@ def _succeeded_sql(connection: Any) -> PreparedSQL:
 
 
 @_statement
-def _claim_sql(connection: Any, columns: tuple[str, ...], with_bucket: bool) -> PreparedSQL:
+def _claim_sql(
+    connection: Any, columns: tuple[str, ...], with_bucket: bool, async_commit: bool
+) -> PreparedSQL:
     """The claim of `claim_in_one_statement`, with or without the token bucket.
 
     One round trip in autocommit instead of a transaction of five: `st` locks the queue's
@@ -611,7 +629,8 @@ def _claim_sql(connection: Any, columns: tuple[str, ...], with_bucket: bool) -> 
     and refills the bucket, `due` picks and locks the tasks the tokens allow, `claimed` marks
     them RUNNING and `bucket` writes the level back. A queue without a state row claims
     nothing (LIMIT 0: a NULL limit would be no limit at all). The arithmetic
-    is `ratelimit`'s refill(), available() and measured_rate(), in SQL.
+    is `ratelimit`'s refill(), available() and measured_rate(), in SQL. `async_commit`: the
+    statement is its own transaction, committed without waiting for the disk (`_ASYNC_COMMIT`).
     """
     quote = connection.ops.quote_name
     table = quote(TaskRecord._meta.db_table)
@@ -645,7 +664,9 @@ def _claim_sql(connection: Any, columns: tuple[str, ...], with_bucket: bool) -> 
         "WITH st AS MATERIALIZED (SELECT name, paused, tokens, previous_rate, "
         f"CASE WHEN paused THEN 0 ELSE {wanted} END AS wanted "
         f"FROM (SELECT s.name, s.paused, {tokens} AS tokens, {previous_rate} AS previous_rate "
-        f"FROM {state_table} AS s WHERE s.name = %(queue)s FOR UPDATE) AS locked), "
+        f"FROM {state_table} AS s WHERE s.name = %(queue)s FOR UPDATE) AS locked"
+        + (f" WHERE {_ASYNC_COMMIT}" if async_commit else "")
+        + "), "
         f"due AS (SELECT id, eta, first_attempt_at FROM {table} "
         f"WHERE queue_name = %(queue)s AND state = '{TaskState.QUEUED}' AND eta <= %(now)s "
         "ORDER BY priority DESC, eta, id LIMIT COALESCE((SELECT wanted FROM st), 0) "

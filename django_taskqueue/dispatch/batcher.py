@@ -1,4 +1,4 @@
-"""The success batcher: successful attempts written together, one statement per claim.
+"""The success batcher: successful attempts written together, one statement per batch.
 
 Successes are the bulk of a busy queue's writes, and each single-row UPDATE is a commit of its
 own. Batched, a worker that dies before the flush loses only the record of the success: the
@@ -47,6 +47,10 @@ class SuccessBatcher:
             if not self._pending:
                 self._since = clock.monotonic()
             self._pending.append((task, result, common))
+
+    def full(self, size: int) -> bool:
+        """Whether `size` successes are held, or the oldest has waited too long."""
+        return len(self._pending) >= size or self.overdue()
 
     def overdue(self) -> bool:
         """Whether the oldest held success has waited longer than `max_wait_seconds`."""

@@ -318,7 +318,7 @@ class Deliverer:
             task_id=task.id,
             url=task.url,
             payload=task.payload,
-            headers=task_headers(task),
+            headers=direct.LazyHeaders(lambda: task_headers(task)),
             retry_count=task.retry_count,
             execution_count=task.execution_count,
             eta=task.eta,
@@ -343,7 +343,8 @@ class Deliverer:
         except Exception as e:
             return _failure_from_exception(e, status_code=None)
         try:
-            json.dumps(value)
+            if value is not None:
+                json.dumps(value)
         except (TypeError, ValueError):
             logger.warning(
                 "event=return_value_not_json queue=%s task=%s type=%s",

@@ -14,7 +14,7 @@ exception is a failure retried by the retry policy, its traceback recorded.
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,37 @@ class SingularTaskFailure(Error):
     """The task failed this once: retry it without reporting an error."""
 
 
+class LazyHeaders(Mapping[str, str]):
+    """The headers of an attempt, built (and signed) the first time a handler reads them.
+
+    Most direct handlers never look at their headers: signing them for every call cost as much
+    as running a no-op task.
+    """
+
+    __slots__ = ("_build", "_headers")
+
+    def __init__(self, build: Callable[[], dict[str, str]]) -> None:
+        self._build: Callable[[], dict[str, str]] | None = build
+        self._headers: dict[str, str] = {}
+
+    def _data(self) -> dict[str, str]:
+        if self._build is not None:
+            self._headers, self._build = self._build(), None
+        return self._headers
+
+    def __getitem__(self, key: str) -> str:
+        return self._data()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data())
+
+    def __len__(self) -> int:
+        return len(self._data())
+
+    def __repr__(self) -> str:
+        return repr(self._data())
+
+
 @dataclass(frozen=True)
 class DirectCall:
     """What a direct handler receives about the task it runs."""
@@ -40,7 +71,8 @@ class DirectCall:
     task_id: int
     url: str
     payload: bytes | None
-    headers: dict[str, str] = field(default_factory=dict)
+    #: The request headers an HTTP delivery would send, signature included (built on first read).
+    headers: Mapping[str, str] = field(default_factory=dict)
     retry_count: int = 0
     execution_count: int = 0
     eta: datetime.datetime | None = None

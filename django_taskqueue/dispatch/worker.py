@@ -63,6 +63,11 @@ logger = logging.getLogger("django_taskqueue")
 _MAX_PENDING_SECONDS = 1.0
 #: After a second signal, how long the worker may spend giving back its unstarted tasks.
 _KILL_GRACE_SECONDS = 5.0
+#: Tasks claimed per free slot when `prefetch` is not given.
+DEFAULT_PREFETCH = 20
+#: Without a `prefetch` of its own, a worker whose attempts are quick claims more per free slot
+#: (up to `batch_size`): as many as its recent attempts would run in this long.
+_QUICK_CLAIM_SECONDS = 0.25
 
 T = TypeVar("T")
 
@@ -79,7 +84,8 @@ class Worker:
     attempts run at once. `prefetch`: tasks claimed per free slot in one claim and run one
     after another (a claim costs the same round trips for 1 task or 50); a claimed task that
     has not started when the worker stops, or whose lease could no longer cover its deadline,
-    goes back to its queue unrun. `burst`: exit once no served queue has a due task and nothing is in
+    goes back to its queue unrun. Without it, 20 per free slot, and more (up to `batch_size`)
+    while the recent attempts are quick enough to run that many in a quarter of a second. `burst`: exit once no served queue has a due task and nothing is in
     flight. `max_tasks`: exit after claiming that many tasks. `rate_limits=False` ignores
     rate, bucket_size and max_concurrent_requests (App Engine's development server does).
     `install_signal_handlers`: handle SIGTERM/SIGINT (main thread only; the command sets it).
@@ -98,7 +104,7 @@ class Worker:
         worker_id: str | None = None,
         poll_interval_seconds: float | None = None,
         batch_size: int = 100,
-        prefetch: int = 20,
+        prefetch: int | None = None,
         rate_limits: bool = True,
         run_sweeps: bool = True,
         install_signal_handlers: bool = False,
@@ -109,7 +115,7 @@ class Worker:
             raise ValueError("concurrency must be at least 1")
         if max_tasks is not None and max_tasks < 1:
             raise ValueError("max_tasks must be at least 1")
-        if prefetch < 1:
+        if prefetch is not None and prefetch < 1:
             raise ValueError("prefetch must be at least 1")
         self.configs: list[QueueConfig] = _served_queues(queues)
         self.concurrency = concurrency
@@ -120,7 +126,11 @@ class Worker:
             poll_interval_seconds or taskqueue_settings.POLL_INTERVAL_SECONDS
         )
         self.batch_size = batch_size
-        self.prefetch = prefetch
+        self.prefetch = prefetch or DEFAULT_PREFETCH
+        #: Whether the claims grow while attempts are quick (no `prefetch` given).
+        self.adaptive_prefetch = prefetch is None
+        #: A moving average of the attempts' durations (seconds); None before the first.
+        self._attempt_seconds: float | None = None
         self.rate_limits = rate_limits
         self.install_signal_handlers = install_signal_handlers
         self.alias = taskqueue_settings.DATABASE
@@ -288,6 +298,7 @@ class Worker:
 
     def _loop(self) -> None:
         failures = 0
+        more = False
         while not self._stop_requested:
             try:
                 if self.max_tasks is not None and self._claimed >= self.max_tasks:
@@ -300,7 +311,11 @@ class Worker:
                 ):
                     self.tally.log_summary(self.executor.in_flight)
                 claimed, throttled, wait = self.claims.run()
-                self.batcher.flush()
+                more = bool(claimed) and not throttled and self._free_slots() > 0
+                if not more or self.batcher.full(self.batch_size):
+                    # Draining: the successes of several claims in one write. Before the
+                    # loop waits, the successes so far.
+                    self.batcher.flush()
                 if self.burst and not claimed and not throttled and self.executor.in_flight == 0:
                     if not self._has_due_tasks():
                         return
@@ -315,7 +330,7 @@ class Worker:
                 reset_connection(self.alias)
                 self._sleep(pause)
                 continue
-            if claimed and self._free_slots() > 0 and not throttled:
+            if more:
                 continue  # more may be due: claim again at once
             self._sleep(wait)
 
@@ -326,8 +341,13 @@ class Worker:
         return max(0, free)
 
     def _claim_capacity(self) -> int:
-        """How many tasks the next claim may take: `prefetch` per free slot."""
-        capacity = self.executor.free_slots() * self.prefetch
+        """How many tasks the next claim may take: `prefetch` per free slot, or more."""
+        per_slot = self.prefetch
+        recent = self._attempt_seconds
+        if self.adaptive_prefetch and recent is not None:
+            quick = int(_QUICK_CLAIM_SECONDS / max(recent, 1e-6))
+            per_slot = max(per_slot, min(quick, self.batch_size))
+        capacity = self.executor.free_slots() * per_slot
         if self.max_tasks is not None:
             capacity = min(capacity, self.max_tasks - self._claimed)
         return max(0, min(capacity, self.batch_size))
@@ -438,6 +458,10 @@ class Worker:
             self._started.add(task.id)  # announced by the next heartbeat
         self._send(signals.task_attempt_started, common)
         result = self.deliverer.deliver(task, config.target or task.target)
+        recent = self._attempt_seconds
+        self._attempt_seconds = (
+            result.duration if recent is None else recent + 0.2 * (result.duration - recent)
+        )
         if result.succeeded and result.return_value is None:
             self.batcher.add(task, result, common)  # written with the others of the batch
             return
@@ -510,6 +534,8 @@ class Worker:
         )
 
     def _send(self, signal_: Any, kwargs: dict[str, Any]) -> None:
+        if not signal_.receivers:  # what send_robust finds too, without its lookups
+            return
         for receiver, response in signal_.send_robust(sender=self.__class__, **kwargs):
             if isinstance(response, Exception):
                 logger.error(

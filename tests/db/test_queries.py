@@ -112,3 +112,30 @@ def test_a_pooler_that_drops_prepared_statements_turns_them_off(caplog):
         assert "event=prepared_statements_off" in caplog.text
     else:
         assert "PREPARE" not in verbs
+
+
+def synchronous_commit() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's commit modes")
+def test_postgresql_claims_and_successes_commit_asynchronously_on_their_own_only():
+    from django.test.utils import CaptureQueriesContext
+
+    from django_taskqueue.testing import run_tasks
+
+    Queue("fast").add([Task(url="/echo", name=f"t{i}") for i in range(3)])
+    with CaptureQueriesContext(connection) as queries:
+        assert run_tasks("fast") == 3
+    prepared = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("PREPARE")]
+    assert len(prepared) == 2  # the claim and the successes, each its own transaction
+    assert all("set_config('synchronous_commit', 'off', true)" in sql for sql in prepared)
+    assert synchronous_commit() == "on"  # for that transaction alone, not the session
+    # Inside the caller's transaction the caller's commit decides: nothing is turned off.
+    Queue("fast").add([Task(url="/echo", name=f"u{i}") for i in range(3)])
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        assert run_tasks("fast") == 3
+        assert synchronous_commit() == "on"
+    assert not any("set_config" in q["sql"] for q in queries.captured_queries)

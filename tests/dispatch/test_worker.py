@@ -332,6 +332,49 @@ class TestPrefetch:
             marks, expected = re.compile(r"SET [`\"]state[`\"] = 'running'"), 2
         assert sum(bool(marks.search(q["sql"])) for q in queries.captured_queries) == expected
 
+    @staticmethod
+    def claims(queries) -> int:
+        from django.db import connection
+
+        if connection.vendor == "postgresql":
+            marks = re.compile(r"^(EXECUTE taskqueue_|WITH st AS MATERIALIZED)")
+        else:
+            marks = re.compile(r"SET [`\"]state[`\"] = 'running'")
+        return sum(bool(marks.search(q["sql"])) for q in queries.captured_queries)
+
+    def test_quick_attempts_grow_the_claims_without_a_prefetch(self, frozen_clock):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        self.add([f"t{i}" for i in range(70)])
+        self.worker = Worker(["fast"], burst=True, run_sweeps=False)
+        with CaptureQueriesContext(connection) as queries:
+            assert self.worker.run() == 70
+        assert self.ran == [f"t{i}" for i in range(70)]
+        # 20 before any attempt is measured, then the other 50 at once (up to 100 per slot);
+        # PostgreSQL's claim runs once more to find the queue empty.
+        assert self.claims(queries) == (3 if connection.vendor == "postgresql" else 2)
+
+    def test_an_explicit_prefetch_is_kept_however_quick_the_attempts(self, frozen_clock):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        self.add([f"t{i}" for i in range(70)])
+        self.worker = Worker(["fast"], burst=True, prefetch=20, run_sweeps=False)
+        with CaptureQueriesContext(connection) as queries:
+            assert self.worker.run() == 70
+        assert self.claims(queries) == (5 if connection.vendor == "postgresql" else 4)
+
+    def test_slow_attempts_keep_the_default_prefetch(self, frozen_clock):
+        worker = Worker(["fast"], burst=True, run_sweeps=False)
+        assert worker._claim_capacity() == 20
+        worker._attempt_seconds = 0.05  # 5 in 0.25 s: fewer than the default
+        assert worker._claim_capacity() == 20
+        worker._attempt_seconds = 0.005  # 50 in 0.25 s
+        assert worker._claim_capacity() == 50
+        worker._attempt_seconds = 0.0001
+        assert worker._claim_capacity() == 100  # batch_size
+
     def test_unstarted_tasks_go_back_when_the_worker_stops(self, frozen_clock):
         self.add(["first"], url="/p/stop")
         self.add(["second", "third"])

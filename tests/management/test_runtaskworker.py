@@ -32,7 +32,7 @@ def test_help_shows_every_default():
     for option, default in [
         ("--queue", "every push queue"),
         ("--concurrency", "Default: 1."),
-        ("--prefetch", "Default: 20."),
+        ("--prefetch", "Default: 20,"),
         ("--burst", "Default: off"),
         ("--max-tasks", "Default: no limit."),
         ("--worker-id", "Default: host name"),

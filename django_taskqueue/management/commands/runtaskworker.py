@@ -76,9 +76,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--prefetch",
             type=_positive_int,
-            default=20,
+            default=None,
             metavar="N",
-            help="Tasks claimed per free slot in one claim, run one after another. Default: 20.",
+            help="Tasks claimed per free slot in one claim, run one after another. Default: 20, "
+            "and up to 100 while the attempts are quick (a few milliseconds or less).",
         )
         parser.add_argument(
             "--processes",
@@ -264,14 +265,10 @@ class Command(BaseCommand):
 
 def _child_args(options: dict[str, Any]) -> list[str]:
     """The command line of one child of `--processes`: the same options, one process each."""
-    args = [
-        "--concurrency",
-        str(options["concurrency"]),
-        "--prefetch",
-        str(options["prefetch"]),
-        "--verbosity",
-        str(options["verbosity"]),
-    ]
+    args = ["--concurrency", str(options["concurrency"])]
+    if options["prefetch"] is not None:
+        args += ["--prefetch", str(options["prefetch"])]
+    args += ["--verbosity", str(options["verbosity"])]
     for name in options["queues"] or ():
         args += ["--queue", name]
     if options["burst"]:
