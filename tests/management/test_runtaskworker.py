@@ -130,3 +130,18 @@ def test_reload_restarts_the_worker_when_code_changes(child_env, tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(worker.pid, 9)
             worker.wait()
+
+
+def test_console_lines_read_as_the_standard_formatter_writes_them():
+    import logging
+
+    from django_taskqueue.management.commands.runtaskworker import _ConsoleFormatter
+
+    ours = _ConsoleFormatter()
+    standard = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    for created in (1_700_000_000.25, 1_700_000_000.999, 1_700_000_001.0, 1_700_000_061.5):
+        record = logging.LogRecord(
+            "django_taskqueue", logging.INFO, __file__, 1, "x=%s", (1,), None
+        )
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert ours.format(record) == standard.format(record)

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -295,6 +296,26 @@ def _setting(name: str) -> Any:
         return "?"
 
 
+class _ConsoleFormatter(logging.Formatter):
+    """`%(asctime)s %(levelname)s %(message)s`, with the date and time text built once a second.
+
+    A busy worker writes a line per attempt; `time.strftime` for each was a third of the cost
+    of a line, for text that changes once a second.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(message)s")
+        self._second = -1
+        self._text = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+        second = int(record.created)
+        if second != self._second:
+            self._text = time.strftime(self.default_time_format, self.converter(record.created))
+            self._second = second
+        return f"{self._text},{int(record.msecs):03d}"
+
+
 def _log_to_console(verbosity: int) -> None:
     # The attempt and summary lines go to stderr unless the project's LOGGING already
     # handles the django_taskqueue logger.
@@ -302,7 +323,7 @@ def _log_to_console(verbosity: int) -> None:
     if verbosity == 0 or logger.handlers:
         return
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setFormatter(_ConsoleFormatter())
     logger.addHandler(handler)
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.INFO if verbosity >= 1 else logging.WARNING)
