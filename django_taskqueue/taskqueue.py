@@ -277,9 +277,8 @@ class Queue:
                 names.add(task.name)
         # Checked before the queue, as App Engine's client checks it while building the request.
         alias = self._alias()
-        connection = connections[alias]
         carrier = None
-        if transactional and not connection.in_atomic_block:
+        if transactional and not connections[alias].in_atomic_block:
             carrier = next(
                 (
                     c.alias

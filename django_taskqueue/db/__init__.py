@@ -35,7 +35,8 @@ def _store_class(vendor: str) -> type[TaskStore]:
 
 def store(alias: str) -> TaskStore:
     """Return the task store of the database `alias`."""
-    return _store_class(connections[alias].vendor)(alias)
+    connection = connections[alias]
+    return _store_class(connection.vendor)(alias, connection)
 
 
 operations = store

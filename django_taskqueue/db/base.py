@@ -61,9 +61,10 @@ class TaskStore(ClaimVerbs):
 
     features: type[BaseFeatures] = BaseFeatures
 
-    def __init__(self, alias: str):
+    def __init__(self, alias: str, connection: Any = None):
         self.alias = alias
-        self.connection = connections[alias]
+        # `store()` passes the connection it looked up: each lookup goes through a thread-local.
+        self.connection = connections[alias] if connection is None else connection
 
     # -- helpers --------------------------------------------------------------------------
 
