@@ -241,7 +241,9 @@ class PostgreSQLOperations(TaskStore):
             f"leased AS (UPDATE {self.table} AS t SET eta = %s, "
             "retry_count = t.retry_count + 1, "
             "leased_at = %s, first_attempt_at = COALESCE(t.first_attempt_at, %s) "
-            "FROM due WHERE t.id = due.id "
+            # The ids as an array too, as in the claim (`_claim_sql`): without it the planner
+            # may hash-join `due` with a sequential scan of the whole table, history included.
+            "FROM due WHERE t.id = due.id AND t.id = ANY(ARRAY(SELECT id FROM due)) "
             "RETURNING t.id, t.name, t.payload, t.tag, t.retry_count, t.retry_options, "
             "t.enqueued_at, t.headers, due.priority, due.eta AS due_eta, "
             "due.leased_at AS due_leased_at, due.first_attempt_at AS due_first_attempt_at) "
