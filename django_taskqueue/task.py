@@ -268,6 +268,18 @@ def _check_eta(eta: datetime.datetime, now: datetime.datetime) -> None:
         raise InvalidEtaError("ETA too far in the future: at most 30 days ahead")
 
 
+def _headers_from_pairs(pairs: Iterable[Any] | None) -> CaselessDict:
+    """The headers of stored [name, value] pairs: a repeated name gives a list of its values."""
+    headers = CaselessDict()
+    for key, value in pairs or ():
+        if key in headers:
+            previous = headers[key]
+            headers[key] = (previous if isinstance(previous, list) else [previous]) + [value]
+        else:
+            headers[key] = value
+    return headers
+
+
 #: Set by `testing.TaskQueueStub` while it is active: the names of unnamed tasks (task1, ...).
 _test_name_source: Callable[[], str] | None = None
 
@@ -453,6 +465,27 @@ class Task:
         if dispatch_deadline_usec is not None:
             check_dispatch_deadline(dispatch_deadline_usec)
 
+    # A task read back from its queue keeps its stored [name, value] header pairs and builds
+    # the CaselessDict only when something reads its headers: a lease of 1,000 pull tasks
+    # builds none. Restored tasks only read their headers, so tasks of one lease may share
+    # the same pairs.
+    _built_headers: CaselessDict | None = None
+    _header_pairs: Any = None
+    #: The id of the task's row, for a task read back from its queue (None otherwise): lets
+    #: `delete_tasks` find the rows by primary key (`Queue._delete_now`).
+    _row_id: int | None = None
+
+    @property
+    def _headers(self) -> CaselessDict:
+        headers = self._built_headers
+        if headers is None:
+            headers = self._built_headers = _headers_from_pairs(self._header_pairs)
+        return headers
+
+    @_headers.setter
+    def _headers(self, headers: CaselessDict) -> None:
+        self._built_headers = headers
+
     @classmethod
     def _restore(cls, queue_name: str, row: Mapping[str, Any]) -> Task:
         """Rebuild a task read from the database."""
@@ -460,33 +493,61 @@ class Task:
         url = row.get("url") or ""
         path, _, query = url.partition("?")
         payload = row.get("payload")
-        task._method = row.get("method", "PULL")
-        task._name = row["name"]
-        task._payload = bytes(payload) if payload is not None else None
-        task._headers = CaselessDict()
-        for key, value in row.get("headers") or []:
-            if key in task._headers:
-                previous = task._headers[key]
-                task._headers[key] = (previous if isinstance(previous, list) else [previous]) + [
-                    value
-                ]
-            else:
-                task._headers[key] = value
-        task._path = path
-        task._query = query
-        task._eta = row["eta"]
-        task._tag = row.get("tag")
-        task._target = row.get("target")
-        task._retry_options = TaskRetryOptions.from_dict(row.get("retry_options"))
-        task._dispatch_deadline_usec = row.get("dispatch_deadline_usec")
-        task._queue_name = queue_name
-        task._retry_count = row.get("retry_count", 0)
-        task._execution_count = row.get("execution_count", 0)
-        task._was_enqueued = True
-        task._was_deleted = False
-        task._stored_url = url
-        task._priority = row.get("priority", 0)
-        task._enqueued_at = row.get("enqueued_at")
+        options = row.get("retry_options")
+        # One dict built at once rather than 20 attribute writes: values read back from our
+        # own rows were validated when the task was added.
+        task.__dict__ = {
+            "_method": row.get("method", "PULL"),
+            "_name": row["name"],
+            "_payload": payload if payload is None or type(payload) is bytes else bytes(payload),
+            "_header_pairs": row.get("headers"),
+            "_path": path,
+            "_query": query,
+            "_eta": row["eta"],
+            "_tag": row.get("tag"),
+            "_target": row.get("target"),
+            "_retry_options": TaskRetryOptions(**options) if options else None,
+            "_dispatch_deadline_usec": row.get("dispatch_deadline_usec"),
+            "_queue_name": queue_name,
+            "_retry_count": row.get("retry_count", 0),
+            "_execution_count": row.get("execution_count", 0),
+            "_was_enqueued": True,
+            "_was_deleted": False,
+            "_stored_url": url,
+            "_priority": row.get("priority", 0),
+            "_enqueued_at": row.get("enqueued_at"),
+            "_row_id": row.get("id"),
+        }
+        return task
+
+    @classmethod
+    def _leased(cls, queue_name: str, row: Mapping[str, Any]) -> Task:
+        """Rebuild a pull task from the row a lease returned (`LEASE_COLUMNS`), as `_restore`."""
+        task = cls.__new__(cls)
+        payload = row["payload"]
+        options = row["retry_options"]
+        task.__dict__ = {
+            "_method": "PULL",
+            "_name": row["name"],
+            "_payload": payload if payload is None or type(payload) is bytes else bytes(payload),
+            "_header_pairs": row["headers"],
+            "_path": "",
+            "_query": "",
+            "_eta": row["eta"],
+            "_tag": row["tag"],
+            "_target": None,
+            "_retry_options": TaskRetryOptions(**options) if options else None,
+            "_dispatch_deadline_usec": None,
+            "_queue_name": queue_name,
+            "_retry_count": row["retry_count"],
+            "_execution_count": 0,
+            "_was_enqueued": True,
+            "_was_deleted": False,
+            "_stored_url": "",
+            "_priority": 0,
+            "_enqueued_at": row["enqueued_at"],
+            "_row_id": row["id"],
+        }
         return task
 
     # -- what a queue reads and records (Queue calls these; it never sets a field) ----------

@@ -478,7 +478,7 @@ class Queue:
             tag=tag if group_by_tag else ANY_TAG,
             group_by_tag=group_by_tag,
         )
-        return [Task._restore(self._name, {**row, "method": "PULL"}) for row in rows]
+        return [Task._leased(self._name, row) for row in rows]
 
     @transient_on_database_errors
     def modify_task_lease(self, task: Task, lease_seconds: float) -> None:
@@ -538,10 +538,23 @@ class Queue:
             names.append(t.name)
         self.config  # noqa: B018  (raises UnknownQueueError)
         if names:
-            deleted = operations(self._alias()).delete_by_names(self._name, names, clock.now())
-            for t in tasks:
-                if t.name in deleted:
-                    t._mark_deleted()
+            ops, now = operations(self._alias()), clock.now()
+            # Tasks read back from this queue (a lease) carry their row's id: their rows are
+            # found by primary key. The row of a name that is not live by id is looked up by
+            # name as well (its row may have been pruned and the name used again since), so
+            # what is deleted is exactly what deleting by name deletes.
+            by_id = {t._row_id: t for t in tasks if t._queue_name == self._name and t._row_id}
+            rest, rest_names = tasks, names
+            if by_id:
+                for row_id in ops.delete_by_ids(self._name, list(by_id), now):
+                    by_id.pop(row_id)._mark_deleted()
+                rest = [t for t in tasks if not t.was_deleted]
+                rest_names = [t.name for t in rest if t.name is not None]
+            if rest:
+                deleted = ops.delete_by_names(self._name, rest_names, now)
+                for t in rest:
+                    if t.name in deleted:
+                        t._mark_deleted()
         return task if single or isinstance(task, list) else tasks
 
     def delete_tasks_async(

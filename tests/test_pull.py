@@ -299,6 +299,32 @@ class TestDelete:
         task = taskqueue.add(url="/x")
         assert Queue().delete_tasks(task).was_deleted
 
+    def test_leased_tasks_deleted_by_another_caller(self, queue):
+        queue.add([pull(name="d1"), pull(name="d2")])
+        tasks = queue.lease_tasks(60, 10)
+        queue.delete_tasks_by_name("d1")
+        queue.delete_tasks(tasks)
+        assert [t.was_deleted for t in tasks] == [False, True]
+        assert set(TaskRecord.objects.values_list("state", flat=True)) == {TaskState.DELETED}
+
+    def test_leased_task_whose_name_was_used_again(self, queue):
+        # Its row pruned and the name added again: deleting it deletes the task of that name,
+        # as deleting by name does, though its row id is not that task's.
+        queue.add(pull(name="d1"))
+        [task] = queue.lease_tasks(60, 10)
+        TaskRecord.objects.filter(name="d1").delete()
+        queue.add(pull(name="d1"))
+        assert queue.delete_tasks(task).was_deleted
+        assert TaskRecord.objects.get(name="d1").state == TaskState.DELETED
+
+    def test_leased_task_deleted_through_another_queue(self, queue):
+        queue.add(pull(name="same"))
+        Queue("pull-limited").add(pull(name="same"))
+        [task] = queue.lease_tasks(60, 10)
+        assert Queue("pull-limited").delete_tasks(task).was_deleted
+        states = dict(TaskRecord.objects.values_list("queue_name", "state"))
+        assert states == {"pull-queue": TaskState.QUEUED, "pull-limited": TaskState.DELETED}
+
     def test_other_queue_is_untouched(self, queue):
         taskqueue.add(url="/x", name="same")
         queue.add(pull(name="same"))

@@ -497,6 +497,21 @@ class TaskStore(ClaimVerbs):
                 )
         return {r[1] for r in rows}
 
+    def delete_by_ids(
+        self, queue_name: str, ids: Sequence[int], now: datetime.datetime
+    ) -> set[int]:
+        """Tombstone the live tasks of the queue among the rows `ids`; return the ids that were."""
+        with transaction.atomic(using=self.alias):
+            live = list(
+                self.tasks()
+                .filter(LIVE, queue_name=queue_name, id__in=ids)
+                .select_for_update()
+                .values_list("id", flat=True)
+            )
+            if live:
+                self.tasks().filter(id__in=live).update(state=TaskState.DELETED, finished_at=now)
+        return set(live)
+
     def purge(self, queue_name: str, now: datetime.datetime) -> int:
         """Tombstone every live task of the queue; return how many."""
         return (

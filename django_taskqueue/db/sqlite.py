@@ -51,3 +51,17 @@ class SQLiteOperations(TaskStore):
         with self.connection.cursor() as cursor:
             cursor.execute(sql, [field.get_db_prep_save(now, self.connection), queue_name, *names])
             return {r[0] for r in cursor.fetchall()}
+
+    def delete_by_ids(
+        self, queue_name: str, ids: Sequence[int], now: datetime.datetime
+    ) -> set[int]:
+        marks = ", ".join(["%s"] * len(ids))
+        sql = (
+            f"UPDATE {self.table} SET state = 'deleted', finished_at = %s "
+            f"WHERE id IN ({marks}) AND queue_name = %s AND state IN ('queued', 'running') "
+            "RETURNING id"
+        )
+        field = self.tasks().model._meta.get_field("finished_at")
+        with self.connection.cursor() as cursor:
+            cursor.execute(sql, [field.get_db_prep_save(now, self.connection), *ids, queue_name])
+            return {r[0] for r in cursor.fetchall()}
