@@ -1,4 +1,5 @@
-"""Profile the hot paths with pyinstrument: add, lease + delete, and a push worker's drain.
+"""Profile the hot paths with pyinstrument: add, lease + delete, a push worker's drain and a
+Django Tasks worker's drain.
 
     bench/.venv/bin/python -m bench.profile --db postgresql [--n 2000]
 
@@ -111,6 +112,15 @@ def main(argv=None) -> None:
     common.analyze()
     worker = Worker([common.PUSH_QUEUE], burst=True, concurrency=1)
     results.append(_profiled("push-worker", args.db, worker.run, args.push))
+
+    from bench.tasks import noop_task
+
+    common.reset_tables()
+    for _ in range(args.push):
+        noop_task.enqueue()
+    common.analyze()
+    worker = Worker([common.PUSH_QUEUE], burst=True, concurrency=1)
+    results.append(_profiled("djtasks-worker", args.db, worker.run, args.push))
     common.emit({"profiles": results})
 
 

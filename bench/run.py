@@ -479,7 +479,7 @@ def main(argv=None) -> int:
                 "--n",
                 str(200 if args.quick else 1000),
                 "--push",
-                str(50 if args.quick else 200),
+                str(50 if args.quick else 2000),
             ],
         )
         run_job(job, common.child_env(db), 300, log)
