@@ -232,6 +232,18 @@ def slowest_tasks(queue_name: str, now: datetime.datetime, limit: int = 10) -> l
 # -- views ------------------------------------------------------------------------------------
 
 
+def _action_parts(entry: Any) -> tuple[Any, str, Any]:
+    """Return an admin action's function, name and description.
+
+    Django 6.1 hands out `Action` objects and deprecates reading them as tuples; Django 5.2 and
+    6.0 hand out plain `(function, name, description)` tuples.
+    """
+    if hasattr(entry, "func"):
+        return entry.func, entry.name, entry.description
+    function, name, description = entry
+    return function, name, description
+
+
 def _handle_action(
     request: HttpRequest, model_admin: admin.ModelAdmin, names: list[str]
 ) -> HttpResponse:
@@ -246,7 +258,7 @@ def _handle_action(
     QueueState.objects.using(alias).bulk_create(
         [QueueState(name=queue_name)], ignore_conflicts=True
     )
-    function = entry[0]
+    function, _, _ = _action_parts(entry)
     function(model_admin, request, QueueState.objects.using(alias).filter(name=queue_name))
     return HttpResponseRedirect(request.get_full_path())
 
@@ -258,7 +270,10 @@ def _context(request: HttpRequest, model_admin: admin.ModelAdmin, **extra: Any) 
         "opts": model_admin.model._meta,
         "refresh_seconds": REFRESH_SECONDS,
         "can_act": bool(actions),
-        "actions": {entry[1]: str(entry[2]) for entry in actions.values() if entry is not None},
+        "actions": {
+            name: str(description)
+            for _, name, description in map(_action_parts, filter(None, actions.values()))
+        },
         "updated_at": timezone.localtime(clock.now()),
         **extra,
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -16,7 +17,41 @@ DB_ERRORS = (DatabaseError, InterfaceError)
 #: The longest pause between two tries: a database back from an outage is seen within it.
 MAX_BACKOFF_SECONDS = 5.0
 
+#: The errors a database raises when two statements collide (MariaDB's deadlock and lock wait
+#: timeout, PostgreSQL's deadlock and serialization failure): the statement was undone, and the
+#: same statement tried again succeeds.
+_CONFLICT_ERRNOS = frozenset({1205, 1213})
+_CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+
 T = TypeVar("T")
+
+
+def is_conflict(error: BaseException) -> bool:
+    """Return whether `error` is a deadlock or serialization failure, safe to try again."""
+    cause = error.__cause__ or error
+    if getattr(cause, "sqlstate", None) in _CONFLICT_SQLSTATES:  # psycopg 3
+        return True
+    if getattr(cause, "pgcode", None) in _CONFLICT_SQLSTATES:  # psycopg2
+        return True
+    args = getattr(cause, "args", ())
+    return bool(args) and args[0] in _CONFLICT_ERRNOS  # PyMySQL and mysqlclient
+
+
+def retry_conflicts(function: Callable[[], T], attempts: int = 5) -> T:
+    """Call `function` (one autocommit statement), again after a short random pause on a conflict.
+
+    Two statements that collide on a unique index's locks lose nothing but the pause: the
+    database undid the loser, so running it again is the whole remedy.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return function()
+        except DatabaseError as error:
+            if attempt == attempts or not is_conflict(error):
+                raise
+            logger.info("event=statement_conflict attempt=%s", attempt)
+            time.sleep(random.uniform(0.005, 0.02) * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def backoff_seconds(failures: int) -> float:

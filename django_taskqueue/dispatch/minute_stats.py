@@ -29,6 +29,7 @@ from django.db.models import Count, Q
 from .. import clock
 from ..conf import taskqueue_settings
 from ..models import LIVE, QueueMinuteStats, TaskRecord, TaskState
+from .dbretry import retry_conflicts
 from .sweep import Sweep
 
 logger = logging.getLogger("django_taskqueue")
@@ -228,7 +229,8 @@ def upsert(alias: str, rows: list[tuple[Any, ...]]) -> None:
     table = quote(QueueMinuteStats._meta.db_table)
     vendor = connection.vendor
     params: list[Any] = []
-    for row in rows:
+    # In the unique key's order, so two upserts take their row locks in the same order.
+    for row in sorted(rows, key=lambda row: (row[0], row[1], row[2])):
         params.extend(row[:2])
         params.append(connection.ops.adapt_datetimefield_value(row[2]))
         params.extend(row[3:])
@@ -261,8 +263,14 @@ def upsert(alias: str, rows: list[tuple[Any, ...]]) -> None:
     )
     updates += [f"{quote(c)} = COALESCE({new(c)}, {old(c)})" for c in _SAMPLES]
     sql = f"INSERT INTO {table} ({columns}) VALUES {placeholders} {conflict} {', '.join(updates)}"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+
+    def execute() -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+
+    # Workers stopping together all flush the same rows; MariaDB can still pick a deadlock
+    # victim among them (two waiters on a row just inserted both upgrade their shared lock).
+    retry_conflicts(execute)
 
 
 class MinuteStatsPruner(Sweep):

@@ -160,3 +160,48 @@ def test_hour_rows_add_up_the_minutes(frozen_clock):
         frozen_clock.advance(60)
         stats.flush()
     assert (row("default", hour, HOUR).executed, row("default", hour, HOUR).failed) == (6, 3)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_workers_flushing_at_once_lose_no_counts():
+    """Sixteen workers stopping together all flush the same rows: none fails, all counts add up.
+
+    On MariaDB concurrent upserts of the same keys can deadlock (the gap locks of a unique
+    index); the flush tries again rather than drop the counts.
+    """
+    import threading
+
+    from django.db import connections
+
+    workers, rounds, queues = 8, 15, ["default", "fast", "other"]
+    at = datetime.datetime(2026, 1, 1, 12, 30, tzinfo=datetime.UTC)
+    start = threading.Barrier(workers)
+    errors = []
+
+    def worker():
+        try:
+            stats = MinuteStats("default")
+            for round_ in range(rounds):
+                for name in queues:  # each round a new minute: rows are inserted, not updated
+                    for minute in (round_, round_ + 1, round_ + 2):
+                        stats.record(
+                            name, "succeeded", 0.1, at=at + datetime.timedelta(minutes=minute)
+                        )
+                start.wait()
+                stats.flush()
+                stats.sample(now=at + datetime.timedelta(minutes=round_ + 1))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+            start.abort()
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert totals("default").executed == workers * rounds * 3
+    assert row("fast", hour_of(at), span=HOUR).executed == workers * rounds * 3
+    assert row("other", at + datetime.timedelta(minutes=2)).executed == workers * 3
