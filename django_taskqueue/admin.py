@@ -75,6 +75,9 @@ class FiguredQueue(Protocol):
     paused: bool
     enforced_rate: float | None
     waiting: int
+
+    def rate_at(self, now: datetime.datetime) -> float | None: ...
+
     oldest: datetime.datetime | None
     running: int
     leased: int
@@ -193,7 +196,7 @@ class QueueAdmin(ReadMostlyAdmin):
 
     @admin.display(description=_("enforced rate"))
     def enforced_rate_display(self, obj: FiguredQueue) -> str:
-        return humanize.rate(obj.enforced_rate)
+        return humanize.rate(obj.rate_at(clock.now()))
 
     @admin.display(description=_("paused"), boolean=True)
     def is_paused(self, obj: FiguredQueue) -> bool:

@@ -149,7 +149,7 @@ def overview(
     for state in QueueState.objects.using(alias).filter(name__in=names):
         view = views[state.name]
         view.paused = state.paused
-        view.enforced_rate = state.enforced_rate
+        view.enforced_rate = state.rate_at(now)
     for view in views.values():
         view.paused = view.paused or view.config.paused_by_config
     for name, live in figures.by_queue(alias, names, figures.live(now)).items():
@@ -258,7 +258,7 @@ def _handle_action(
     QueueState.objects.using(alias).bulk_create(
         [QueueState(name=queue_name)], ignore_conflicts=True
     )
-    function, _, _ = _action_parts(entry)
+    function = _action_parts(entry)[0]
     function(model_admin, request, QueueState.objects.using(alias).filter(name=queue_name))
     return HttpResponseRedirect(request.get_full_path())
 
@@ -272,7 +272,7 @@ def _context(request: HttpRequest, model_admin: admin.ModelAdmin, **extra: Any) 
         "can_act": bool(actions),
         "actions": {
             name: str(description)
-            for _, name, description in map(_action_parts, filter(None, actions.values()))
+            for _function, name, description in map(_action_parts, filter(None, actions.values()))
         },
         "updated_at": timezone.localtime(clock.now()),
         **extra,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -168,6 +170,18 @@ class QueueState(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def rate_at(self, now: datetime.datetime) -> float | None:
+        """Return the dispatch rate as of `now`: the figure the last claim wrote, decayed since.
+
+        Claims write the figure; a queue with nothing due is not claimed from (an idle worker
+        only asks whether anything is due), so a reader decays it to the time it reads.
+        """
+        from .ratelimit import measured_rate
+
+        if self.enforced_rate is None or self.tokens_at is None:
+            return self.enforced_rate
+        return measured_rate(self.enforced_rate, self.tokens_at, now, 0)
 
 
 class QueueMinuteStats(models.Model):

@@ -105,7 +105,7 @@ class QueueStatistics:
             oldest_eta_usec=int(round(oldest.timestamp() * 1_000_000)) if oldest else None,
             executed_last_minute=recent["executed_last_minute"],
             in_flight=live["running"] if config.is_push else None,
-            enforced_rate=(state.enforced_rate if state else None) if config.is_push else None,
+            enforced_rate=(state.rate_at(now) if state else None) if config.is_push else None,
             executed_last_hour=recent["executed_last_hour"],
             leased=live["leased"] if config.is_pull else None,
             failed_last_minute=failed["failed_last_minute"],

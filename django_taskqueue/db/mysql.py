@@ -9,12 +9,18 @@ from .base import TaskRow, TaskStore, all_fresh
 from .features import MySQLFeatures
 from .watch import watch_newest_id
 
+#: How often an idle worker reads the newest task id here. A read through PyMySQL costs
+#: about three times one through SQLite's C module (some 300 µs of CPU, cold, every time), so
+#: the watch reads a little less often than SQLite's: an idle worker stays under 1% of a core
+#: and still wakes about 35 ms after a commit, on average.
+WATCH_INTERVAL_SECONDS = 0.07
+
 
 class MySQLOperations(TaskStore):
     features = MySQLFeatures
 
     def listen(self, wake: Callable[[], None], stopping: Callable[[], bool]) -> None:
-        watch_newest_id(self.alias, wake, stopping)
+        watch_newest_id(self.alias, wake, stopping, WATCH_INTERVAL_SECONDS)
 
     def insert(self, rows: Sequence[TaskRow], notify: bool) -> set[str]:
         # Only unique-key conflicts can be ignored here: every other value was validated by

@@ -33,7 +33,7 @@ def is_conflict(error: BaseException) -> bool:
         return True
     if getattr(cause, "pgcode", None) in _CONFLICT_SQLSTATES:  # psycopg2
         return True
-    args = getattr(cause, "args", ())
+    args: tuple[object, ...] = getattr(cause, "args", ())
     return bool(args) and args[0] in _CONFLICT_ERRNOS  # PyMySQL and mysqlclient
 
 

@@ -90,7 +90,7 @@ def collect(now: datetime.datetime | None = None) -> list[Family]:
             leased.samples.append((name, row.get("leased", 0)))
         else:
             in_flight.samples.append((name, row.get("running", 0)))
-            enforced.samples.append((name, (state.enforced_rate if state else None) or 0.0))
+            enforced.samples.append((name, (state.rate_at(now) if state else None) or 0.0))
             configured.samples.append((name, config.rate or 0.0))
             if config.max_concurrent_requests:
                 cap.samples.append((name, config.max_concurrent_requests))

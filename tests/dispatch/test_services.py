@@ -8,9 +8,10 @@ import threading
 import time
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 
-from django_taskqueue import clock
+from django_taskqueue import clock, ratelimit
 from django_taskqueue.db.rows import ClaimedTask
 from django_taskqueue.dispatch.batcher import SuccessBatcher
 from django_taskqueue.dispatch.claimloop import ClaimRound
@@ -171,6 +172,52 @@ class TestClaimRound:
         # The next round starts at the next queue.
         assert claims.run()[0] == 2
         assert submitted[4:] == ["f1", "f2"]
+
+    def test_an_idle_queue_is_asked_first_where_a_claim_is_a_transaction(
+        self, frozen_clock, django_assert_num_queries
+    ):
+        """An idle worker's poll: one read that locks and writes nothing, then the claim."""
+        QueueState.objects.create(name="default")
+        submitted = []
+        claims = ClaimRound(
+            "default",
+            "w1",
+            [get_queue_config("default")],
+            lease_seconds=60,
+            rate_limits=True,
+            poll_interval_seconds=1.0,
+            capacity=lambda: 10,
+            submit=lambda task, config: submitted.append(task.name),
+            stopping=lambda: False,
+        )
+        one_statement = connection.vendor == "postgresql"
+        assert claims.run()[0] == 0  # the first claim of a round: the claim itself
+        with django_assert_num_queries(1):  # idle: one read (PostgreSQL: the claim statement)
+            assert claims.run()[0] == 0
+        tokens_at = QueueState.objects.get(name="default").tokens_at
+        frozen_clock.advance(5)
+        claims.run()
+        # The read writes nothing: the bucket keeps the time it was last written.
+        assert (QueueState.objects.get(name="default").tokens_at == tokens_at) != one_statement
+        Queue("default").add(Task(url="/x", name="woken"))
+        assert claims.run()[0] == 1
+        assert submitted == ["woken"]
+        # A queue that just gave a task is claimed from directly again.
+        Queue("default").add(Task(url="/x", name="next"))
+        with CaptureQueriesContext(connection) as queries:
+            assert claims.run()[0] == 1
+        assert not queries.captured_queries[0]["sql"].startswith("SELECT 1 AS")  # no read first
+
+    def test_a_queue_read_decays_its_rate_to_the_time_it_is_read(self, frozen_clock):
+        now = frozen_clock.now()
+        state = QueueState(name="default", enforced_rate=4.0, tokens_at=now)
+        assert state.rate_at(now) == 4.0
+        later = state.rate_at(now + datetime.timedelta(seconds=60))
+        assert 0 < later < 4.0
+        assert later == pytest.approx(
+            ratelimit.measured_rate(4.0, now, now + datetime.timedelta(seconds=60), 0)
+        )
+        assert QueueState(name="x", enforced_rate=2.5).rate_at(now) == 2.5  # no time: as stored
 
 
 class TestSweepScheduler:
