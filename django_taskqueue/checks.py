@@ -476,11 +476,11 @@ def _cron_error(error: Any) -> Error:
 @register()
 def check_cron(app_configs: Sequence[AppConfig] | None = None, **kwargs: Any) -> list:
     """Check CRON_YAML (E060), the jobs (E061, E062), CRON_QUEUE (E063), targets (W064)."""
+    user = _user_settings()
+    if user is None or (user.get("CRON_YAML") is None and not user.get("CRON")):
+        return []  # no jobs: nothing to check, and no cron modules in a worker's memory
     from .cron.config import CronConfigurationError, parse_job, setting_entries, yaml_entries
 
-    user = _user_settings()
-    if user is None:
-        return []
     errors: list[CheckMessage] = []
     entries: list[tuple[str, Any]] = []
     path = user.get("CRON_YAML")

@@ -40,6 +40,7 @@ from django.db import connections
 
 from .. import clock, signals
 from ..conf import taskqueue_settings
+from ..cron import cron_configured
 from ..db import store
 from ..db.rows import ClaimedTask
 from ..exceptions import InvalidQueueModeError
@@ -137,8 +138,10 @@ class Worker:
         self.deadline_seconds = float(taskqueue_settings.DEFAULT_DEADLINE_SECONDS)
         self.lease_seconds = self.deadline_seconds + float(taskqueue_settings.LEASE_MARGIN_SECONDS)
         self.sweeps: list[Sweep] = default_sweeps(self.alias, self.worker_id) if run_sweeps else []
-        if cron:
-            # Called on every loop; it reads the database only when a job's slot is due.
+        if cron and cron_configured():
+            # Called on every loop; it reads the database only when a job's slot is due. With
+            # neither CRON_YAML nor CRON there are no jobs to serve, and the cron modules (with
+            # their schedule parser) stay out of the worker's memory.
             from ..cron.service import CronService
 
             self.sweeps.append(CronService(self.alias))
