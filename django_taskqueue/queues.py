@@ -33,7 +33,10 @@ Decisions where App Engine's parser is looser or service-specific:
   `resume_paused_queues` are accepted and ignored.
 
 Nothing is read at import time. `all_queue_configs()` parses on first use and caches the result
-until `TASKQUEUE` changes or the yaml file's modification time changes.
+until `TASKQUEUE` changes or the yaml file's modification time (or size) changes. The file is
+looked at (one `stat()`) at most once every `YAML_CHECK_SECONDS` per process, not on every call:
+every add reads its queue's configuration, and the `stat()` was a tenth of an add's own work. An
+edited queue.yaml therefore takes effect within a second.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -490,6 +494,13 @@ class _Loaded:
 
 
 _cache: _Loaded | None = None
+#: The `QUEUE_YAML` value `_cache` was last checked against, and until when (`_monotonic()`) that
+#: check stands; `clear_cache()` voids it.
+_checked_path: Any = None
+_checked_until = 0.0
+#: How long a check of the yaml file's modification time stands, in seconds.
+YAML_CHECK_SECONDS = 1.0
+_monotonic = time.monotonic
 # Bumped by clear_cache(), so a load that started before a settings change never stores what
 # it read from the old settings.
 _generation = 0
@@ -498,8 +509,9 @@ _lock = threading.Lock()
 
 def clear_cache() -> None:
     """Forget the parsed configuration; the next call reads it again."""
-    global _cache, _generation
+    global _cache, _generation, _checked_until
     _generation += 1
+    _checked_until = 0.0
     _cache = None
 
 
@@ -525,12 +537,16 @@ def _yaml_stamp(path: Any) -> tuple[str, int, int] | None:
 
 
 def _load() -> _Loaded:
-    global _cache
+    global _cache, _checked_path, _checked_until
     generation = _generation
     path = taskqueue_settings.QUEUE_YAML
-    stamp = _yaml_stamp(path)
     cached = _cache
+    if cached is not None and path is _checked_path and _monotonic() < _checked_until:
+        return cached
+    stamp = _yaml_stamp(path)
     if cached is not None and cached.yaml_stamp == stamp:
+        if generation == _generation:
+            _checked_path, _checked_until = path, _monotonic() + YAML_CHECK_SECONDS
         return cached
     with _lock:
         # Another thread may have loaded the same file while this one waited.
@@ -548,6 +564,7 @@ def _load() -> _Loaded:
         loaded = _Loaded(stamp, queues, parsed.total_storage_limit)
         if generation == _generation:
             _cache = loaded
+            _checked_path, _checked_until = path, _monotonic() + YAML_CHECK_SECONDS
         return loaded
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from django_taskqueue import exceptions
+from django_taskqueue import exceptions, queues
 from django_taskqueue.queues import (
     DEFAULT_QUEUE,
     QueueConfig,
@@ -474,7 +475,10 @@ def test_cache_follows_override_settings() -> None:
         assert "one" in all_queue_configs()
 
 
-def test_cache_follows_the_yaml_file(tmp_path: Path) -> None:
+def test_cache_follows_the_yaml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An edited queue.yaml applies once its last check is `YAML_CHECK_SECONDS` old."""
+    clock = [1000.0]
+    monkeypatch.setattr(queues, "_monotonic", lambda: clock[0])
     path = tmp_path / "queue.yaml"
     path.write_text("queue:\n- name: first\n")
     with override_settings(TASKQUEUE={"QUEUE_YAML": path}):
@@ -485,8 +489,30 @@ def test_cache_follows_the_yaml_file(tmp_path: Path) -> None:
         stat = path.stat()
         # Make sure the modification time moves even on a coarse-grained filesystem.
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        clock[0] += queues.YAML_CHECK_SECONDS / 2
+        assert "first" in all_queue_configs()  # checked under a second ago: not looked at
+        assert get_queue_config("first").name == "first"
+        clock[0] += queues.YAML_CHECK_SECONDS
         configs = all_queue_configs()
         assert "second" in configs and "first" not in configs
+        with pytest.raises(exceptions.UnknownQueueError):
+            get_queue_config("first")
+
+
+def test_an_edited_yaml_file_is_read_again_within_a_second(tmp_path: Path) -> None:
+    """The real clock: a queue added to queue.yaml exists a second after the edit at most."""
+    path = tmp_path / "queue.yaml"
+    path.write_text("queue:\n- name: first\n")
+    with override_settings(TASKQUEUE={"QUEUE_YAML": path}):
+        assert get_queue_config("first").name == "first"
+        path.write_text("queue:\n- name: first\n- name: second\n")
+        stat = path.stat()
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+        deadline = time.monotonic() + queues.YAML_CHECK_SECONDS + 1
+        while "second" not in all_queue_configs():
+            assert time.monotonic() < deadline, "the edited queue.yaml was not read again"
+            time.sleep(0.05)
+        assert get_queue_config("second").name == "second"
 
 
 def test_returned_dict_is_a_copy() -> None:

@@ -150,8 +150,14 @@ class TaskStore(ClaimVerbs):
 
     # -- enqueue --------------------------------------------------------------------------
 
-    def insert(self, rows: Sequence[TaskRow], notify: bool) -> set[str]:
+    def insert(self, rows: Sequence[TaskRow], notify: bool, random_names: bool = False) -> set[str]:
         """Insert rows whose name is free; return the names inserted.
+
+        `random_names` says every name was drawn at random for this insert (an add of unnamed
+        tasks), so no name can be taken: a vendor's store then writes a plain INSERT, without
+        the clause that skips conflicts (on PostgreSQL, 15 to 30 µs of the server's time per
+        one-task add, measured with the commit's flush off). Should a name be taken all the
+        same, the insert raises IntegrityError.
 
         Portable fallback: one savepoint per row.
         """

@@ -22,12 +22,18 @@ class MySQLOperations(TaskStore):
     def listen(self, wake: Callable[[], None], stopping: Callable[[], bool]) -> None:
         watch_newest_id(self.alias, wake, stopping, WATCH_INTERVAL_SECONDS)
 
-    def insert(self, rows: Sequence[TaskRow], notify: bool) -> set[str]:
+    def insert(self, rows: Sequence[TaskRow], notify: bool, random_names: bool = False) -> set[str]:
         # Only unique-key conflicts can be ignored here: every other value was validated by
         # the Task constructor, so IGNORE cannot hide a truncation.
         connection: Any = self.connection  # MySQL's wrapper, with mysql_is_mariadb
         # New tasks' rows (always, from an add) bind 13 parameters a row, not 17.
         fresh = all_fresh(rows)
+        if random_names:
+            # No name can be taken (`TaskStore.insert`): a plain INSERT, nothing to read back.
+            params = [p for row in self.prepared_rows(rows, fresh) for p in row]
+            with self.connection.cursor() as cursor:
+                cursor.execute(self.insert_sql(len(rows), fresh), params)
+            return {row.name for row in rows}
         if connection.mysql_is_mariadb:
             # MariaDB returns exactly the rows that went in.
             params = [p for row in self.prepared_rows(rows, fresh) for p in row]

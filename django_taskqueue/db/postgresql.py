@@ -24,9 +24,19 @@ from .rows import ANY_TAG, FRESH_CONSTANTS, INSERT_COLUMNS, OneStatementClaim, T
 
 #: psycopg 3's cursor that binds parameters on the server; None under psycopg2.
 _ServerCursor: Any = None
+#: What running a statement by name can fail with when the session did not keep it (or keeps
+#: another of the same name, or its plan would now return other columns); psycopg 3's.
+_PreparedStatementErrors: tuple[type[Exception], ...] = ()
 if is_psycopg3:
     from psycopg import Cursor as _ServerCursor
+    from psycopg import errors as _psycopg_errors
     from psycopg.types.datetime import TimestamptzLoader
+
+    _PreparedStatementErrors = (
+        _psycopg_errors.InvalidSqlStatementName,
+        _psycopg_errors.DuplicatePreparedStatement,
+        _psycopg_errors.FeatureNotSupported,
+    )
 
 #: The LISTEN/NOTIFY channel that wakes idle workers; the payload is the queue name.
 NOTIFY_CHANNEL = "django_taskqueue"
@@ -44,25 +54,30 @@ _PLAN_CHANGED = "0A000"
 class PostgreSQLOperations(TaskStore):
     features = PostgreSQLFeatures
 
-    def insert(self, rows: Sequence[TaskRow], notify: bool) -> set[str]:
+    def insert(self, rows: Sequence[TaskRow], notify: bool, random_names: bool = False) -> set[str]:
         # ON CONFLICT DO NOTHING keeps a duplicate name from aborting the caller's transaction;
-        # RETURNING tells which names went in. The NOTIFY rides in the same statement, and
-        # PostgreSQL delivers it only when the transaction commits: no worker wakes for a task
-        # it cannot see yet, and a rollback wakes nobody.
+        # RETURNING tells which names went in. Names drawn at random cannot be taken, and their
+        # statement leaves the ON CONFLICT out (`TaskStore.insert`). The NOTIFY rides in the
+        # same statement, and PostgreSQL delivers it only when the transaction commits: no
+        # worker wakes for a task it cannot see yet, and a rollback wakes nobody.
         first = rows[0]
-        if not all_fresh(rows) or any(
-            row.queue_name != first.queue_name or row.enqueued_at is not first.enqueued_at
-            for row in rows
+        one = len(rows) == 1
+        if not all_fresh(rows) or (
+            not one
+            and any(
+                row.queue_name != first.queue_name or row.enqueued_at is not first.enqueued_at
+                for row in rows
+            )
         ):
             return self._insert_rows(rows, notify)
         # Rows of one add: the values every row shares are written once, as one parameter or
         # a constant of the statement, and the others go as they are (`_fresh_values`).
         connection = self.connection
         params: list[Any] = [first.queue_name, first.enqueued_at]
-        if len(rows) == 1:
+        if one:
             # The common case, one task: 13 parameters, bound by the server (`_run`).
             params += _fresh_values(first, connection)
-            sql = _insert_one_sql(connection, notify)
+            sql = _insert_one_sql(connection, notify, random_names)
         else:
             # A batch: one short statement whatever the number of rows, each column an array
             # that unnest() turns back into rows. Its text is the same for every batch, so
@@ -73,7 +88,7 @@ class PostgreSQLOperations(TaskStore):
                 for append, value in zip(appends, _fresh_values(row, connection), strict=True):
                     append(value)
             params += columns
-            sql = _insert_batch_sql(connection, notify)
+            sql = _insert_batch_sql(connection, notify, random_names)
         if notify:
             params += [NOTIFY_CHANNEL, first.queue_name]
         return {r[0] for r in _run(connection, sql, params)}
@@ -445,6 +460,9 @@ class _Session:
         self.names: set[str] = set()
         #: False once the session was seen not to keep its prepared statements.
         self.prepares = True
+        #: False once an add run by name failed on this session (`_run`): its adds are run
+        #: unprepared from then on, whatever the claims do.
+        self.prepares_adds = True
 
 
 #: The state of each open connection, forgotten with it.
@@ -536,24 +554,25 @@ def _fresh_insert(connection: Any, values: Sequence[str]) -> str:
     )
 
 
-def _insert_one_sql(connection: Any, notify: bool) -> str:
+def _insert_one_sql(connection: Any, notify: bool, random_names: bool = False) -> str:
     """The insert of one fresh task: `_FRESH_SHARED`'s and `_FRESH_COLUMNS`' values, in order,
     then, when `notify`, the channel and the queue name of the NOTIFY in the same statement."""
-    key = (1, notify)
+    key = (1, notify, random_names)
     sql = _FRESH_SQL.get(key)
     if sql is None:
         values = [
             f"%s::{'jsonb' if name in _FRESH_JSON else sql_type}"
             for name, sql_type in _FRESH_SHARED + _FRESH_COLUMNS
         ]
-        sql = _FRESH_SQL[key] = _notifying(_fresh_insert(connection, values), notify)
+        insert = _fresh_insert(connection, values)
+        sql = _FRESH_SQL[key] = _notifying(insert, notify, random_names)
     return sql
 
 
-def _insert_batch_sql(connection: Any, notify: bool) -> str:
+def _insert_batch_sql(connection: Any, notify: bool, random_names: bool = False) -> str:
     """The insert of a batch of fresh tasks: queue name, enqueue time, one array per column of
     `_FRESH_COLUMNS`, then what `_insert_one_sql` takes for the NOTIFY."""
-    key = (0, notify)
+    key = (0, notify, random_names)
     sql = _FRESH_SQL.get(key)
     if sql is None:
         shared = [f"%s::{sql_type}" for _, sql_type in _FRESH_SHARED]
@@ -565,20 +584,22 @@ def _insert_batch_sql(connection: Any, notify: bool) -> str:
             _fresh_insert(connection, shared + values)
             + f" FROM unnest({arrays}) AS u({', '.join(_FRESH_NAMES)})"
         )
-        sql = _FRESH_SQL[key] = _notifying(sql, notify)
+        sql = _FRESH_SQL[key] = _notifying(sql, notify, random_names)
     return sql
 
 
-def _notifying(insert: str, notify: bool) -> str:
-    """`insert`, skipping names already taken and returning those it wrote; with the NOTIFY."""
-    sql = insert + " ON CONFLICT (queue_name, name) DO NOTHING RETURNING name"
+def _notifying(insert: str, notify: bool, random_names: bool) -> str:
+    """`insert`, skipping names already taken (unless `random_names`: none can be) and
+    returning those it wrote; with the NOTIFY."""
+    sql = insert + ("" if random_names else " ON CONFLICT (queue_name, name) DO NOTHING")
+    sql += " RETURNING name"
     if notify:
         sql = f"WITH ins AS ({sql}) SELECT name, (SELECT pg_notify(%s::text, %s::text)) FROM ins"
     return sql
 
 
-#: The inserts of fresh rows built so far, by (one row or a batch, notify).
-_FRESH_SQL: dict[tuple[int, bool], str] = {}
+#: The inserts of fresh rows built so far, by (one row or a batch, notify, random names).
+_FRESH_SQL: dict[tuple[int, bool, bool], str] = {}
 
 
 def _run(connection: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
@@ -590,6 +611,16 @@ def _run(connection: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ..
     `CaptureQueriesContext`, no `execute_wrapper`), this runs the statement on a psycopg cursor
     that binds on the server, with the checks and the error translation of Django's cursor.
     Otherwise it goes through Django's cursor, and the casts in the text give the same types.
+
+    In autocommit the statement is also prepared: psycopg parses and plans it on the server the
+    first time a session runs it (in the same call, still one statement) and runs it by name
+    after. Django turns psycopg's own preparing off for its connections (`prepare_threshold`
+    None) and this keeps it so for every other query; parsing and planning the add's INSERT
+    with its NOTIFY took the server longer than running it (bench/floor.py prepares too, as
+    psycopg does by default). Inside a transaction nothing is prepared, so a failure to find the
+    statement can never abort the caller's transaction: in autocommit, such a failure (a
+    session that lost it, a pooler in transaction mode) runs the statement unprepared, and that
+    connection runs its adds unprepared from then on (`_Session.prepares_adds`).
     """
     if _ServerCursor is None or connection.queries_logged or connection.execute_wrappers:
         with connection.cursor() as cursor:
@@ -600,10 +631,45 @@ def _run(connection: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ..
     connection.ensure_connection()
     connection.validate_thread_sharing()
     connection.validate_no_broken_transaction()
+    raw = connection.connection
     with connection.wrap_database_errors:
-        with _ServerCursor(connection.connection) as cursor:
-            cursor.execute(sql, params)
+        if connection.in_atomic_block or not connection.autocommit:
+            prepare = False
+        else:
+            session = _session(raw)
+            prepare = session.prepares and session.prepares_adds
+        if not prepare:
+            with _ServerCursor(raw) as cursor:
+                cursor.execute(sql, params)
+                return cursor.fetchall()
+        threshold = raw.prepare_threshold
+        if threshold is None:
+            raw.prepare_threshold = 0  # for this statement only: restored below
+        try:
+            with _ServerCursor(raw) as cursor:
+                cursor.execute(sql, params, prepare=True)
+                return cursor.fetchall()
+        except _PreparedStatementErrors as error:
+            session.prepares_adds = False
+            logger.warning(
+                "event=prepared_statements_off reason=%s sqlstate=%s",
+                "the database session did not keep the add's prepared statement",
+                getattr(error, "sqlstate", None),
+            )
+        finally:
+            raw.prepare_threshold = threshold
+        with _ServerCursor(raw) as cursor:
+            cursor.execute(sql, params, prepare=False)
             return cursor.fetchall()
+
+
+def _session(raw: Any) -> _Session:
+    """What the psycopg connection `raw` has prepared (`_SESSIONS`)."""
+    session = _SESSIONS.get(raw)
+    if session is None:
+        with _SESSIONS_LOCK:  # worker threads each have a connection, and share the map
+            session = _SESSIONS.setdefault(raw, _Session())
+    return session
 
 
 #: The statements built so far, one dict per builder.

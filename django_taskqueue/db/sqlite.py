@@ -17,16 +17,18 @@ class SQLiteOperations(TaskStore):
     def listen(self, wake: Callable[[], None], stopping: Callable[[], bool]) -> None:
         watch_newest_id(self.alias, wake, stopping)
 
-    def insert(self, rows: Sequence[TaskRow], notify: bool) -> set[str]:
+    def insert(self, rows: Sequence[TaskRow], notify: bool, random_names: bool = False) -> set[str]:
         # New tasks' rows (always, from an add) bind 13 parameters a row, not 17.
         fresh = all_fresh(rows)
         params = [p for row in self.prepared_rows(rows, fresh) for p in row]
-        sql = (
-            self.insert_sql(len(rows), fresh)
-            + " ON CONFLICT (queue_name, name) DO NOTHING RETURNING name"
-        )
+        sql = self.insert_sql(len(rows), fresh)
         with self.connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            if random_names:  # no name can be taken (`TaskStore.insert`)
+                cursor.execute(sql, params)
+                return {row.name for row in rows}
+            cursor.execute(
+                sql + " ON CONFLICT (queue_name, name) DO NOTHING RETURNING name", params
+            )
             return {r[0] for r in cursor.fetchall()}
 
     def lock_for_claim(self) -> None:

@@ -5,7 +5,7 @@ from django.db import connection, transaction
 
 from django_taskqueue import clock
 from django_taskqueue.models import QueueState
-from django_taskqueue.taskqueue import Queue, Task
+from django_taskqueue.taskqueue import Queue, Task, TaskAlreadyExistsError
 
 from ..conftest import claim_now
 
@@ -33,8 +33,9 @@ def test_add_one_task_is_one_statement(django_assert_num_queries):
 
 
 def test_the_add_of_one_task_is_one_statement_from_the_first_of_a_session():
-    # Nothing is prepared for the add (PostgreSQL binds its parameters on the server): the first
-    # add of a database session costs one statement too, in a transaction or not.
+    # The add issues no PREPARE (on PostgreSQL, psycopg prepares it in the same call, outside a
+    # transaction): the first add of a database session costs one statement too, in a
+    # transaction or not.
     from django.test.utils import CaptureQueriesContext
 
     connection.close()  # a new database session
@@ -48,6 +49,39 @@ def test_the_add_of_one_task_is_one_statement_from_the_first_of_a_session():
         Queue().add(Task(url="/x", name="d"))
     assert not any(q["sql"].startswith(("PREPARE", "EXECUTE")) for q in queries.captured_queries)
     assert Queue().fetch_statistics().tasks == 4
+
+
+def prepared_adds():
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%%INSERT INTO%%'"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's prepared statements")
+def test_the_add_in_autocommit_is_prepared_and_survives_losing_its_statement(caplog):
+    connection.close()  # a new database session
+    for name in ("a", "b", "c"):
+        Queue().add(Task(url="/x", name=name))
+    Queue().add(Task(url="/x"))
+    # One statement for named tasks and one for unnamed ones (no ON CONFLICT), each once.
+    assert prepared_adds() == 2
+    with transaction.atomic():
+        Queue().add(Task(url="/x", name="d"))  # never prepared inside a transaction
+        Queue().add(Task(url="/x"))
+    assert prepared_adds() == 2
+    with pytest.raises(TaskAlreadyExistsError):
+        Queue().add(Task(url="/x", name="a"))
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")  # as a pooler's DISCARD ALL would
+    Queue().add(Task(url="/x", name="e"))
+    assert "event=prepared_statements_off" in caplog.text
+    Queue().add(Task(url="/x"))
+    assert prepared_adds() == 0  # this session's adds are unprepared from then on
+    with pytest.raises(TaskAlreadyExistsError):
+        Queue().add(Task(url="/x", name="e"))
+    assert Queue().fetch_statistics().tasks == 8
 
 
 def test_add_100_tasks_is_one_statement(django_assert_num_queries):
