@@ -238,10 +238,13 @@ def test_the_worker_survives_losing_its_database_connections(worker_env):
         wait_for(lambda: entries(record), what="the first task")
         time.sleep(0.3)
         if sqlite:
+            # Due a second into the lock: the idle worker's read of what is due gets through
+            # a locked file, its claim (a write) must wait, fail, and be tried again.
+            Queue("fast").add(Task(method="GET", name="after", url="/echo", countdown=1))
             _lock_sqlite_file(connection.settings_dict["NAME"], seconds=3)
         else:
             assert _kill_other_connections() >= 1
-        Queue("fast").add(Task(method="GET", name="after", url="/echo"))
+            Queue("fast").add(Task(method="GET", name="after", url="/echo"))
         wait_for(
             lambda: TaskRecord.objects.filter(name="after", state=TaskState.SUCCEEDED).exists(),
             what="a task after the disconnect",
