@@ -21,6 +21,7 @@ from ..models import QueueState, TaskRecord, TaskState
 from .base import TaskStore
 from .features import PostgreSQLFeatures
 from .rows import ANY_TAG, FRESH_CONSTANTS, INSERT_COLUMNS, OneStatementClaim, TaskRow, all_fresh
+from .sockets import wait_readable
 
 #: psycopg 3's cursor that binds parameters on the server; None under psycopg2.
 _ServerCursor: Any = None
@@ -374,36 +375,106 @@ class PostgreSQLOperations(TaskStore):
     def listen(self, wake: Callable[[], None], stopping: Callable[[], bool]) -> None:
         """Call `wake()` on each NOTIFY of a committed add, until `stopping()` is true.
 
-        LISTEN needs a connection of its own, outside Django's (which belong to threads and
-        run queries); it is reopened with a growing pause when it breaks, and `wake()` is
-        called on each (re)connection, for the adds made while nobody listened.
+        Runs in a thread of its own, on a `NotifyChannel`. The worker does not use it: its loop
+        waits on the channel's socket itself (`dispatch/listener.Listener`).
         """
-        conn = None
-        failures = 0
-        while not stopping():
+        channel = self.notify_channel()
+        try:
+            while not stopping():
+                if channel.wait(0.5):
+                    wake()
+        finally:
+            channel.close()
+
+    def notify_channel(self) -> NotifyChannel:
+        """A LISTEN connection of its own, for a caller that waits on its socket."""
+        return NotifyChannel(self.connection)
+
+
+class NotifyChannel:
+    """A connection that LISTENs for the NOTIFY of committed adds, waited on by its socket.
+
+    LISTEN needs a connection of its own, outside Django's (which belong to threads and run
+    queries). `wait()` waits on its socket in the caller's thread, together with another
+    socket of the caller's if it has one (the worker's loop: see `dispatch/listener.py`), so
+    no thread stands between a NOTIFY and the caller. The connection is made on the first
+    wait, and made again with a growing pause when it breaks; a wait on a new connection
+    returns at once, for the adds made while nobody listened.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self._wrapper = connection
+        self._conn: Any = None
+        self._fresh = False
+        self._failures = 0
+        self._retry_at = 0.0
+
+    def wait(self, timeout: float, also: int | None = None) -> bool:
+        """Wait up to `timeout` seconds for a NOTIFY, or for the socket `also` to be readable.
+
+        Return whether either came (or the connection is new). A NOTIFY is consumed here;
+        `also`'s data is left to its owner.
+        """
+        fd = self.fileno()
+        if self.take_fresh():
+            return True
+        fds = [f for f in (fd, also) if f is not None]
+        if not fds:
+            time.sleep(max(0.0, timeout))
+            return False
+        ready = wait_readable(fds, timeout)
+        if fd is not None and fd in ready and self.read():
+            return True
+        return also is not None and also in ready
+
+    def fileno(self) -> int | None:
+        """The socket to wait on, connecting first if need be; None until a retry is due."""
+        if self._conn is None:
+            if time.monotonic() < self._retry_at:
+                return None
             try:
-                if conn is None:
-                    conn = self.connection.get_new_connection(
-                        self.connection.get_connection_params()
-                    )
-                    conn.autocommit = True
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    wake()
-                    failures = 0
-                for _ in conn.notifies(timeout=0.5):
-                    wake()
+                conn = self._wrapper.get_new_connection(self._wrapper.get_connection_params())
+                conn.autocommit = True
+                conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
             except Exception:
-                failures += 1
-                logger.warning("event=listen_failed", exc_info=failures == 1)
-                if conn is not None:
-                    try:
-                        conn.close()
-                    except Exception:  # already broken; the next round opens a new one
-                        pass
-                    conn = None
-                time.sleep(min(_MAX_LISTEN_BACKOFF_SECONDS, 0.5 * 2**failures))
+                self._failed()
+                return None
+            self._conn, self._fresh, self._failures = conn, True, 0
+        return self._conn.fileno()
+
+    def take_fresh(self) -> bool:
+        """Whether a connection was made since the last call (wake for the adds before it)."""
+        fresh, self._fresh = self._fresh, False
+        return fresh
+
+    def read(self) -> bool:
+        """Take what the socket has received; return whether it held a NOTIFY.
+
+        Call it when the socket is readable: it does not wait. A broken connection is closed
+        (and made again by a later `fileno()`).
+        """
+        if self._conn is None:
+            return False
+        try:
+            return sum(1 for _ in self._conn.notifies(timeout=0)) > 0
+        except Exception:
+            self._failed()
+            return False
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
         if conn is not None:
-            conn.close()
+            try:
+                conn.close()
+            except Exception:  # already broken
+                pass
+
+    def _failed(self) -> None:
+        self._failures += 1
+        logger.warning("event=listen_failed", exc_info=self._failures == 1)
+        self.close()
+        backoff = min(_MAX_LISTEN_BACKOFF_SECONDS, 0.5 * 2**self._failures)
+        self._retry_at = time.monotonic() + backoff
 
 
 def _load_timestamps_in_c(cursor: Any) -> None:
