@@ -148,6 +148,10 @@ class TaskStore(ClaimVerbs):
         """Call `wake()` whenever an add commits, until `stopping()` (`can_notify_workers`)."""
         raise NotImplementedError("this store cannot notify workers")
 
+    def notify_channel(self) -> Any:
+        """A connection whose socket a caller waits on for adds (`can_push_notifications`)."""
+        raise NotImplementedError("this store has no notifications to wait on")
+
     # -- enqueue --------------------------------------------------------------------------
 
     def insert(self, rows: Sequence[TaskRow], notify: bool, random_names: bool = False) -> set[str]:

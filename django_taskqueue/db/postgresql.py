@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import logging
@@ -21,13 +22,17 @@ from ..models import QueueState, TaskRecord, TaskState
 from .base import TaskStore
 from .features import PostgreSQLFeatures
 from .rows import ANY_TAG, FRESH_CONSTANTS, INSERT_COLUMNS, OneStatementClaim, TaskRow, all_fresh
+from .sockets import wait_readable
 
 #: psycopg 3's cursor that binds parameters on the server; None under psycopg2.
 _ServerCursor: Any = None
 #: What running a statement by name can fail with when the session did not keep it (or keeps
 #: another of the same name, or its plan would now return other columns); psycopg 3's.
 _PreparedStatementErrors: tuple[type[Exception], ...] = ()
+#: psycopg 3's cursor that binds on the client, as Django's does; None under psycopg2.
+_ClientCursor: Any = None
 if is_psycopg3:
+    from psycopg import ClientCursor as _ClientCursor
     from psycopg import Cursor as _ServerCursor
     from psycopg import errors as _psycopg_errors
     from psycopg.types.datetime import TimestamptzLoader
@@ -132,14 +137,15 @@ class PostgreSQLOperations(TaskStore):
         if not fetched:
             return OneStatementClaim(found=False)
         paused, wanted, level = fetched[0][:3]
-        decoders = _json_decoders(columns, self.connection)
+        connection = self.connection
+        json_fields = _json_fields(tuple(columns))
         rows = []
         for r in fetched:
             if r[3] is None:  # the LEFT JOIN's row when nothing was claimed
                 continue
             row = dict(zip(columns, r[3:], strict=True))
-            for column, decode in decoders:
-                row[column] = decode(row[column])
+            for column, field in json_fields:
+                row[column] = field.from_db_value(row[column], None, connection)
             rows.append(row)
         # RETURNING follows no order: restore the claim's (priority, then oldest eta).
         rows.sort(key=lambda row: (-row["priority"], row["eta"], row["id"]))
@@ -177,7 +183,7 @@ class PostgreSQLOperations(TaskStore):
         args = [values[name] for name in statement.params]
         for attempt in range(2):
             just_prepared = statement.name not in session.names
-            with connection.cursor() as cursor:
+            with _quiet_cursor(connection) as cursor:
                 try:
                     if just_prepared:
                         cursor.execute(statement.prepare)
@@ -374,36 +380,106 @@ class PostgreSQLOperations(TaskStore):
     def listen(self, wake: Callable[[], None], stopping: Callable[[], bool]) -> None:
         """Call `wake()` on each NOTIFY of a committed add, until `stopping()` is true.
 
-        LISTEN needs a connection of its own, outside Django's (which belong to threads and
-        run queries); it is reopened with a growing pause when it breaks, and `wake()` is
-        called on each (re)connection, for the adds made while nobody listened.
+        Runs in a thread of its own, on a `NotifyChannel`. The worker does not use it: its loop
+        waits on the channel's socket itself (`dispatch/listener.Listener`).
         """
-        conn = None
-        failures = 0
-        while not stopping():
+        channel = self.notify_channel()
+        try:
+            while not stopping():
+                if channel.wait(0.5):
+                    wake()
+        finally:
+            channel.close()
+
+    def notify_channel(self) -> NotifyChannel:
+        """A LISTEN connection of its own, for a caller that waits on its socket."""
+        return NotifyChannel(self.connection)
+
+
+class NotifyChannel:
+    """A connection that LISTENs for the NOTIFY of committed adds, waited on by its socket.
+
+    LISTEN needs a connection of its own, outside Django's (which belong to threads and run
+    queries). `wait()` waits on its socket in the caller's thread, together with another
+    socket of the caller's if it has one (the worker's loop: see `dispatch/listener.py`), so
+    no thread stands between a NOTIFY and the caller. The connection is made on the first
+    wait, and made again with a growing pause when it breaks; a wait on a new connection
+    returns at once, for the adds made while nobody listened.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self._wrapper = connection
+        self._conn: Any = None
+        self._fresh = False
+        self._failures = 0
+        self._retry_at = 0.0
+
+    def wait(self, timeout: float, also: int | None = None) -> bool:
+        """Wait up to `timeout` seconds for a NOTIFY, or for the socket `also` to be readable.
+
+        Return whether either came (or the connection is new). A NOTIFY is consumed here;
+        `also`'s data is left to its owner.
+        """
+        fd = self.fileno()
+        if self.take_fresh():
+            return True
+        fds = [f for f in (fd, also) if f is not None]
+        if not fds:
+            time.sleep(max(0.0, timeout))
+            return False
+        ready = wait_readable(fds, timeout)
+        if fd is not None and fd in ready and self.read():
+            return True
+        return also is not None and also in ready
+
+    def fileno(self) -> int | None:
+        """The socket to wait on, connecting first if need be; None until a retry is due."""
+        if self._conn is None:
+            if time.monotonic() < self._retry_at:
+                return None
             try:
-                if conn is None:
-                    conn = self.connection.get_new_connection(
-                        self.connection.get_connection_params()
-                    )
-                    conn.autocommit = True
-                    conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                    wake()
-                    failures = 0
-                for _ in conn.notifies(timeout=0.5):
-                    wake()
+                conn = self._wrapper.get_new_connection(self._wrapper.get_connection_params())
+                conn.autocommit = True
+                conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
             except Exception:
-                failures += 1
-                logger.warning("event=listen_failed", exc_info=failures == 1)
-                if conn is not None:
-                    try:
-                        conn.close()
-                    except Exception:  # already broken; the next round opens a new one
-                        pass
-                    conn = None
-                time.sleep(min(_MAX_LISTEN_BACKOFF_SECONDS, 0.5 * 2**failures))
+                self._failed()
+                return None
+            self._conn, self._fresh, self._failures = conn, True, 0
+        return self._conn.fileno()
+
+    def take_fresh(self) -> bool:
+        """Whether a connection was made since the last call (wake for the adds before it)."""
+        fresh, self._fresh = self._fresh, False
+        return fresh
+
+    def read(self) -> bool:
+        """Take what the socket has received; return whether it held a NOTIFY.
+
+        Call it when the socket is readable: it does not wait. A broken connection is closed
+        (and made again by a later `fileno()`).
+        """
+        if self._conn is None:
+            return False
+        try:
+            return sum(1 for _ in self._conn.notifies(timeout=0)) > 0
+        except Exception:
+            self._failed()
+            return False
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
         if conn is not None:
-            conn.close()
+            try:
+                conn.close()
+            except Exception:  # already broken
+                pass
+
+    def _failed(self) -> None:
+        self._failures += 1
+        logger.warning("event=listen_failed", exc_info=self._failures == 1)
+        self.close()
+        backoff = min(_MAX_LISTEN_BACKOFF_SECONDS, 0.5 * 2**self._failures)
+        self._retry_at = time.monotonic() + backoff
 
 
 def _load_timestamps_in_c(cursor: Any) -> None:
@@ -428,16 +504,11 @@ def _bigint_array(ids: Sequence[int]) -> str:
 _MAX_LISTEN_BACKOFF_SECONDS = 30.0
 
 
-def _json_decoders(columns: Sequence[str], connection: Any) -> list[tuple[str, Callable]]:
-    """(column, decode) for the JSON columns among `columns`: raw cursors give their text."""
-    decoders = []
-    for column in columns:
-        field = TaskRecord._meta.get_field(column)
-        if field.get_internal_type() == "JSONField":
-            decoders.append(
-                (column, lambda value, f=field: f.from_db_value(value, None, connection))
-            )
-    return decoders
+@functools.cache
+def _json_fields(columns: tuple[str, ...]) -> list[tuple[str, Any]]:
+    """(column, field) for the JSON columns among `columns`: raw cursors give their text."""
+    fields = [(column, TaskRecord._meta.get_field(column)) for column in columns]
+    return [(column, f) for column, f in fields if f.get_internal_type() == "JSONField"]
 
 
 @dataclass(frozen=True)
@@ -670,6 +741,48 @@ def _session(raw: Any) -> _Session:
         with _SESSIONS_LOCK:  # worker threads each have a connection, and share the map
             session = _SESSIONS.setdefault(raw, _Session())
     return session
+
+
+class _QuietCursor:
+    """psycopg's client-binding cursor on a Django connection, without Django's wrapper.
+
+    It binds as Django's cursor does and translates errors the same way (Django's
+    `DatabaseError`, the driver's error as `__cause__`), but skips the wrapper's bookkeeping
+    around each call: on the claim, a statement that reads one row, that was a tenth of a
+    millisecond between a NOTIFY and the handler.
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self.db = connection
+        self.cursor = _ClientCursor(connection.connection)
+
+    def __enter__(self) -> _QuietCursor:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.cursor.close()
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> None:
+        with self.db.wrap_database_errors:
+            self.cursor.execute(sql, params)
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        with self.db.wrap_database_errors:
+            return self.cursor.fetchall()
+
+
+def _quiet_cursor(connection: Any) -> Any:
+    """A cursor for statements the worker runs on every claim: `_QuietCursor`, or Django's
+    own when something watches the connection's queries (`DEBUG`, `CaptureQueriesContext`,
+    an `execute_wrapper`) or the driver is psycopg2."""
+    if _ClientCursor is None or connection.queries_logged or connection.execute_wrappers:
+        return connection.cursor()
+    # What Django's cursor() checks before handing out a cursor (`_run` does the same).
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    connection.validate_thread_sharing()
+    connection.validate_no_broken_transaction()
+    return _QuietCursor(connection)
 
 
 #: The statements built so far, one dict per builder.

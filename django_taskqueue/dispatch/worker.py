@@ -7,7 +7,8 @@ One `Worker` is one process's dispatcher. It wires
 * `delivery.Deliverer` -- delivers one attempt (HTTP, in-process, or a direct call);
 * `recorder.OutcomeRecorder` -- writes a failure, or a success with a return value, at once;
 * `batcher.SuccessBatcher` -- writes the plain successes together;
-* `listener.Listener` -- wakes the loop when an add commits (PostgreSQL's NOTIFY);
+* `listener.Listener` -- wakes the loop when an add commits (PostgreSQL's NOTIFY, whose socket
+  the loop itself waits on; elsewhere a thread watching the newest task id);
 * `heartbeat.Heartbeat` -- announces the worker, and the tasks it has started, every few seconds;
 * `sweeps.SweepScheduler` -- runs the rescuer and the pruner on their intervals;
 * `tally.Tally` -- counts attempts and logs the summary.
@@ -52,7 +53,7 @@ from .dbretry import DB_ERRORS, backoff_seconds, reset_connection, with_db_retri
 from .delivery import Deliverer, Outcome
 from .executor import Executor
 from .heartbeat import Heartbeat
-from .listener import Listener
+from .listener import Listener, Wakeup
 from .minute_stats import MinuteStats
 from .recorder import AttemptStatus, OutcomeRecorder, status_of
 from .sweeps import Sweep, SweepScheduler, default_sweeps
@@ -149,7 +150,7 @@ class Worker:
         #: Counts of finished attempts for the per-minute statistics (the admin's charts).
         self.minute_stats = MinuteStats(self.alias)
 
-        self._wake = threading.Event()
+        self._wake = Wakeup()
         self._stop_requested = False
         self._kill_requested = False
         # Inside a transaction (a test's) nothing is announced, and a failed write is not
@@ -182,7 +183,7 @@ class Worker:
         self.batcher = SuccessBatcher(
             self.alias, self.worker_id, self._attempt_done, _MAX_PENDING_SECONDS
         )
-        self.listener = Listener(self.alias, self._wake.set, lambda: self._stop_requested)
+        self.listener = Listener(self.alias, self._wake, lambda: self._stop_requested)
         self.sweeper = SweepScheduler(self.sweeps)
         self.claims = ClaimRound(
             self.alias,
@@ -258,6 +259,7 @@ class Worker:
         if self.heartbeat is not None:
             self.heartbeat.stop()
         self.listener.join(timeout=5)
+        self._wake.close()
         self.deliverer.close()
 
     def _install_signals(self) -> dict[int, Any]:
@@ -371,8 +373,10 @@ class Worker:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return
-            # Short slices: a signal handler only sets a flag (see _on_signal).
-            if self._wake.wait(min(remaining, 0.2)):
+            # Short slices: a signal handler only sets a flag (see _on_signal). On PostgreSQL
+            # the listener waits on its LISTEN socket here, in this thread: a NOTIFY ends the
+            # wait without a thread hand-off.
+            if self.listener.wait(min(remaining, 0.2)):
                 self._wake.clear()
                 return
 

@@ -13,11 +13,12 @@ from django.test.utils import CaptureQueriesContext
 
 from django_taskqueue import clock, ratelimit
 from django_taskqueue.db.rows import ClaimedTask
+from django_taskqueue.db.sockets import wait_readable
 from django_taskqueue.dispatch.batcher import SuccessBatcher
 from django_taskqueue.dispatch.claimloop import ClaimRound
 from django_taskqueue.dispatch.delivery import Outcome
 from django_taskqueue.dispatch.executor import Executor
-from django_taskqueue.dispatch.listener import Listener
+from django_taskqueue.dispatch.listener import Listener, Wakeup
 from django_taskqueue.dispatch.recorder import AttemptStatus, OutcomeRecorder
 from django_taskqueue.dispatch.sweeps import Pruner, Rescuer, Sweep, SweepScheduler
 from django_taskqueue.dispatch.tally import Tally
@@ -263,26 +264,61 @@ class TestTally:
 
 class TestListener:
     def test_enabled_where_the_store_can_notify(self):
-        listener = Listener("default", lambda: None, lambda: True)
+        listener = Listener("default", Wakeup(), lambda: True)
         assert listener.enabled  # NOTIFY on PostgreSQL; the newest id elsewhere
+
+    @staticmethod
+    def woken(listener, timeout):
+        """Wait like the worker's loop: in slices, until woken or `timeout` passes."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if listener.wait(0.2):
+                listener.wakeup.clear()
+                return True
+        return False
 
     @pytest.mark.django_db(transaction=True)
     def test_a_committed_add_wakes_it(self):
-        woken = threading.Event()
         stopping = threading.Event()
-        listener = Listener("default", woken.set, stopping.is_set)
+        listener = Listener("default", Wakeup(), stopping.is_set)
         listener.start()
         try:
-            assert woken.wait(30)  # woken once on connecting, for adds made before
-            woken.clear()
+            assert self.woken(listener, 30)  # woken once on connecting, for adds made before
             with transaction.atomic():
                 Queue("default").add(Task(url="/x"))
-                time.sleep(0.2)  # real time: a wake is held until the commit
-                assert not woken.is_set()
-            assert woken.wait(30)
+                assert not self.woken(listener, 0.3)  # real time: a wake is held until the commit
+            assert self.woken(listener, 30)
         finally:
             stopping.set()
             listener.join(timeout=10)
+            listener.wakeup.close()
+
+
+class TestWakeup:
+    def test_set_from_another_thread_ends_a_wait(self):
+        wakeup = Wakeup()
+        try:
+            assert not wakeup.wait(0.01)
+            timer = threading.Timer(0.05, wakeup.set)
+            timer.start()
+            assert wakeup.wait(30)
+            timer.join()
+            wakeup.set()  # a second set while set: still one byte in the pair
+            wakeup.clear()
+            assert not wakeup.is_set()
+            assert not wakeup.wait(0.01)
+        finally:
+            wakeup.close()
+
+    def test_a_set_before_the_pair_exists_is_not_lost(self):
+        wakeup = Wakeup()
+        wakeup.set()
+        try:
+            assert wait_readable([wakeup.fileno()], 0) == [wakeup.fileno()]
+            wakeup.clear()
+            assert wait_readable([wakeup.fileno()], 0) == []
+        finally:
+            wakeup.close()
 
 
 # -- sweeps ---------------------------------------------------------------------------------
