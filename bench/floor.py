@@ -2,7 +2,9 @@
 
     python -m bench.floor OP --db postgresql --n 2000
 
-OP is insert-one, insert-batch (100 rows per statement), claim-1 / claim-100 / claim-1000
+OP is insert-one, insert-idle (one row per transaction after 20-50 ms of idleness: the
+commit an idle worker's `add` waits for; prints latency percentiles in ms), insert-batch (100
+rows per statement), claim-1 / claim-100 / claim-1000
 (SELECT ... FOR UPDATE SKIP LOCKED then DELETE of those rows, one transaction per claim) and
 claim-fused-1 / claim-fused-100 / claim-fused-1000 (one DELETE ... WHERE id IN (SELECT ... FOR
 UPDATE SKIP LOCKED) RETURNING statement; PostgreSQL and SQLite). The table is a copy of the task
@@ -138,6 +140,29 @@ def insert_one(client: Client, n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
+def insert_idle(client: Client, n: int) -> dict:
+    """One row per transaction, each after a pause: the latency scenario's add, without ours.
+
+    The pauses are the latency scenario's (20-50 ms, same seed), so what the database does
+    when it wakes for a commit (on PostgreSQL and MariaDB, the flush of its log to the disk)
+    is measured as the idle latency meets it.
+    """
+    import random
+
+    sql = client.insert_sql(1)
+    for _ in range(20):
+        client.execute(sql, client.row(common.now()))
+    rng = random.Random(6)
+    samples = []
+    for _ in range(n):
+        time.sleep(rng.uniform(0.02, 0.05))
+        row = client.row(common.now())
+        started = time.perf_counter()
+        client.execute(sql, row)  # autocommit: a transaction each
+        samples.append((time.perf_counter() - started) * 1000)
+    return {"latency_ms": common.percentiles(samples), "n": n}
+
+
 def insert_batch(client: Client, n: int) -> float:
     sql = client.insert_sql(100)
     client.execute(sql, [p for _ in range(100) for p in client.row(common.now())])
@@ -246,6 +271,8 @@ def run(op: str, db: str, n: int) -> dict:
     try:
         if op == "insert-one":
             rate = insert_one(client, n)
+        elif op == "insert-idle":
+            return insert_idle(client, n)
         elif op == "insert-batch":
             rate = insert_batch(client, n)
         elif op in WRITES:

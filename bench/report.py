@@ -163,6 +163,10 @@ def markdown(info: dict) -> str:
             "write only: UPDATE state = 'deleted' of 1,000 rows by id (our delete)",
         ),
         ("write_lease", "write only: UPDATE of the lease columns of 1,000 rows by id (our lease)"),
+        (
+            "insert_idle",
+            "INSERT one row per transaction after 20–50 ms idle, p50 ms (the idle latency's pauses)",
+        ),
     ]
     for key, label in floor_keys:
         cells = []
@@ -187,6 +191,18 @@ def markdown(info: dict) -> str:
             r = ratio(rows.get(("ours", db, ours_key)), rows.get(("floor", db, floor_key)))
             cells.append(f"{r:.0%}" if r is not None else "—")
         out.append(f"| {label} | " + " | ".join(cells) + " |")
+    cells = []
+    for db in dbs:
+        lat, idle = rows.get(("ours", db, "latency")), rows.get(("floor", db, "insert_idle"))
+        if lat and idle and "median" in lat and "median" in idle:
+            cells.append(f"{lat['median'] - idle['median']:.1f} ms")
+        else:
+            cells.append("—")
+    out.append(
+        "| idle latency p50 − the idle INSERT's p50 (what comes after the add's commit) | "
+        + " | ".join(cells)
+        + " |"
+    )
     cells = []
     for db in dbs:
         lease, tomb = (

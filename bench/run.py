@@ -132,6 +132,7 @@ def ours(db: str, sizes: dict, keep_below: int | None = None) -> list[Job]:
 
 def floor(db: str, sizes: dict) -> list[Job]:
     py = [common.PYTHON, "-m", "bench.floor"]
+    idle_n = sizes["latency_pg"] if db == "postgresql" else sizes["latency_polling"]
     ops = [
         ("insert_one", "INSERT one row per transaction", "insert-one", sizes["floor_insert_one"]),
         (
@@ -184,10 +185,13 @@ def floor(db: str, sizes: dict) -> list[Job]:
                 sizes["floor_claim_batch"],
             ),
         ]
-    return [
+    jobs = [
         Job("floor", db, key, label, py + [op, "--db", db, "--n", str(n)])
         for key, label, op, n in ops
     ]
+    label = "INSERT one row after 20-50 ms idle (ms)"
+    cmd = py + ["insert-idle", "--db", db, "--n", str(idle_n)]
+    return jobs + [Job("floor", db, "insert_idle", label, cmd, unit="ms")]
 
 
 def peers(sizes: dict) -> list[Job]:
