@@ -223,6 +223,8 @@ def drain(peer: Peer, n: int, window: float) -> dict:
     result = {"rate": common.drain_rate(times), "n": len(times)}
     if rss.get("max_mb"):
         result["rss_mb"] = rss["max_mb"]
+    if rss.get("max_pss_mb"):
+        result["pss_mb"] = rss["max_pss_mb"]
     if seen < 2:
         result["error"] = f"{len(times)} of {n} ran"
     elif seen < n:

@@ -201,6 +201,8 @@ def _drain(
     result = {"rate": common.drain_rate(times), "n": len(times), "workers": workers}
     if rss.get("max_mb"):
         result["rss_mb"] = rss["max_mb"]
+    if rss.get("max_pss_mb"):
+        result["pss_mb"] = rss["max_pss_mb"]
     if seen < n and not (args.window and seen > 1):
         result["error"] = f"{len(times)} of {n} ran within {args.timeout:.0f} s"
     elif seen < n:
