@@ -209,7 +209,8 @@ def stop(proc: subprocess.Popen, grace: float = 10.0) -> None:
 def wait_marks(path: str, count: int, deadline: float, procs=(), rss=None) -> int:
     """Wait until `count` marks are written or `deadline` passes; return the count seen.
 
-    With `rss` (a dict), keep in rss["max_mb"] the largest memory of the `procs` trees seen.
+    With `rss` (a dict), keep in rss["max_mb"] the largest memory of the `procs` trees seen,
+    and in rss["max_pss_mb"] the largest proportional set size (`tree_pss_mb`).
     """
     from bench.jobs import count_marks
 
@@ -222,6 +223,8 @@ def wait_marks(path: str, count: int, deadline: float, procs=(), rss=None) -> in
         if rss is not None and polls % 20 == 0:
             mb = sum(tree_rss_mb(p.pid) for p in procs) / max(1, len(procs))
             rss["max_mb"] = max(rss.get("max_mb", 0.0), mb)
+            pss = sum(tree_pss_mb(p.pid) for p in procs) / max(1, len(procs))
+            rss["max_pss_mb"] = max(rss.get("max_pss_mb", 0.0), pss)
         polls += 1
         time.sleep(0.01)
         seen = count_marks(path)
@@ -282,6 +285,26 @@ def tree_rss_mb(pid: int) -> float:
                 for line in f:
                     if line.startswith("VmRSS:"):
                         total += int(line.split()[1])
+        except OSError:
+            pass
+    return total / 1024
+
+
+def tree_pss_mb(pid: int) -> float:
+    """Proportional set size of a process and its descendants, in MB (Linux /proc).
+
+    Each page counts once across the processes that share it (a shared library, a forked
+    pool's pages): a tree's sum is what it costs the machine, where RSS counts a page shared by
+    a parent and its children once per process.
+    """
+    total = 0
+    for current in _descendants(pid):
+        try:
+            with open(f"/proc/{current}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+                        break
         except OSError:
             pass
     return total / 1024

@@ -27,6 +27,8 @@ BIN = Path(common.PYTHON).parent
 class Peer:
     name = ""
     label = ""
+    #: The environment its worker adds (a Django peer's apps: bench/settings.py, BENCH_APPS).
+    worker_env: dict[str, str] = {}
 
     def reset(self) -> None: ...
 
@@ -43,6 +45,7 @@ class DjangoTasksDB(Peer):
     """django-tasks-db on the benchmark's PostgreSQL database, `manage.py db_worker`."""
 
     name = "dtdb"
+    worker_env = {"BENCH_APPS": "dtdb"}
 
     def __init__(self):
         common.setup("postgresql")
@@ -207,7 +210,7 @@ def drain(peer: Peer, n: int, window: float) -> dict:
     for start in range(0, n, 100):
         peer.enqueue_batch(min(100, n - start))
     marks = common.fresh_mark_file(f"peer-{peer.name}")
-    env = common.child_env("postgresql", BENCH_MARK_FILE=marks)
+    env = common.child_env("postgresql", BENCH_MARK_FILE=marks, **peer.worker_env)
     log = common.BENCH_DIR / ".data" / f"peer-{peer.name}.log"
     proc = common.start(peer.worker(drain=True), env, log)
     try:
@@ -220,6 +223,8 @@ def drain(peer: Peer, n: int, window: float) -> dict:
     result = {"rate": common.drain_rate(times), "n": len(times)}
     if rss.get("max_mb"):
         result["rss_mb"] = rss["max_mb"]
+    if rss.get("max_pss_mb"):
+        result["pss_mb"] = rss["max_pss_mb"]
     if seen < 2:
         result["error"] = f"{len(times)} of {n} ran"
     elif seen < n:
@@ -230,7 +235,7 @@ def drain(peer: Peer, n: int, window: float) -> dict:
 def latency(peer: Peer, n: int, timeout: float) -> dict:
     peer.reset()
     marks = common.fresh_mark_file(f"peer-latency-{peer.name}")
-    env = common.child_env("postgresql", BENCH_MARK_FILE=marks)
+    env = common.child_env("postgresql", BENCH_MARK_FILE=marks, **peer.worker_env)
     log = common.BENCH_DIR / ".data" / f"peer-latency-{peer.name}.log"
     proc = common.start(peer.worker(drain=False), env, log)
     try:

@@ -38,8 +38,12 @@ def cell(row: dict | None, p99: bool = False, missing: str = "not run") -> str:
     return text
 
 
-def _rss(row: dict | None) -> str:
-    return f"{row['rss_mb']:.0f}" if row and row.get("rss_mb") else "—"
+def _rss(row: dict | None, key: str = "rss_mb") -> str:
+    return f"{row[key]:.0f}" if row and row.get(key) else "—"
+
+
+def _pss(row: dict | None) -> str:
+    return _rss(row, "pss_mb")
 
 
 def _why(row: dict) -> str:
@@ -143,6 +147,11 @@ def markdown(info: dict) -> str:
     out.append(
         "| worker RSS during the push drain (MB) | "
         + " | ".join(_rss(rows.get(("ours", db, "push_1"))) for db in dbs)
+        + " |"
+    )
+    out.append(
+        "| worker PSS during the push drain (MB) | "
+        + " | ".join(_pss(rows.get(("ours", db, "push_1"))) for db in dbs)
         + " |"
     )
 
@@ -249,9 +258,9 @@ def markdown(info: dict) -> str:
         out += ["", "## Side by side with the peers: PostgreSQL and Redis, same no-op job", ""]
         out.append(
             "| system | enqueue one/s | enqueue 100 per call/s | drain, 1 worker (jobs/s) "
-            "| idle latency p50 (ms) | p99 (ms) | worker RSS (MB) |"
+            "| idle latency p50 (ms) | p99 (ms) | worker RSS (MB) | worker PSS (MB) |"
         )
-        out.append("|---|---|---|---|---|---|---|")
+        out.append("|---|---|---|---|---|---|---|---|")
         pg = "postgresql"
         dj = rows.get(("ours", pg, "djtasks_1"))
         dj_enqueue = "not measured"
@@ -264,11 +273,11 @@ def markdown(info: dict) -> str:
             f"{cell(rows.get(('ours', pg, 'push_1')))} | "
             f"{cell(rows.get(('ours', pg, 'latency')))} | "
             f"{cell(rows.get(('ours', pg, 'latency')), p99=True)} | "
-            f"{_rss(rows.get(('ours', pg, 'push_1')))} |"
+            f"{_rss(rows.get(('ours', pg, 'push_1')))} | {_pss(rows.get(('ours', pg, 'push_1')))} |"
         )
         out.append(
             f"| django-taskqueue, Django Tasks `@task` | {dj_enqueue} | — | {cell(dj)} | — | — "
-            f"| {_rss(dj)} |"
+            f"| {_rss(dj)} | {_pss(dj)} |"
         )
         for peer, label in PEERS.items():
             lat = rows.get(("peer", peer, "latency"))
@@ -277,12 +286,15 @@ def markdown(info: dict) -> str:
                 f"| {label} | {cell(rows.get(('peer', peer, 'enqueue_one')), missing=same)} | "
                 f"{cell(rows.get(('peer', peer, 'enqueue_batch')), missing=same)} | "
                 f"{cell(rows.get(('peer', peer, 'drain')))} | {cell(lat)} | {cell(lat, p99=True)} "
-                f"| {_rss(rows.get(('peer', peer, 'drain')))} |"
+                f"| {_rss(rows.get(('peer', peer, 'drain')))} "
+                f"| {_pss(rows.get(('peer', peer, 'drain')))} |"
             )
         out += [
             "",
             "Worker RSS: the largest resident memory of the worker's process tree seen during "
-            "the drain (Celery: the main process and its pool; RQ: the worker and its work horse).",
+            "the drain (Celery: the main process and its pool; RQ: the worker and its work horse). "
+            "Worker PSS: the same tree's largest proportional set size, where a page shared by "
+            "several processes (a library, a forked pool's pages) counts once in all.",
         ]
 
     out += ["", "## The targets, as measured in this run", ""]

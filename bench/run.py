@@ -319,6 +319,9 @@ def summarize(job: Job) -> dict:
     rss = [run["rss_mb"] for run in job.runs if run.get("rss_mb")]
     if rss:
         summary["rss_mb"] = statistics.median(rss)
+    pss = [run["pss_mb"] for run in job.runs if run.get("pss_mb")]
+    if pss:
+        summary["pss_mb"] = statistics.median(pss)
     idle = [run["idle_cpu_share"] for run in job.runs if "idle_cpu_share" in run]
     if idle:
         summary["idle_cpu_share"] = statistics.median(idle)

@@ -179,11 +179,14 @@ def worker_command(concurrency: int = 1, burst: bool = True, processes: int = 0)
     return cmd
 
 
-def _drain(args, n: int, workers: int, label: str, processes: int = 0) -> dict:
+def _drain(
+    args, n: int, workers: int, label: str, processes: int = 0, apps: str = "taskqueue"
+) -> dict:
     from bench.jobs import read_marks
 
     marks = common.fresh_mark_file(label)
-    env = common.child_env(args.db, BENCH_MARK_FILE=marks)
+    # The worker runs with the apps of a project that uses it (bench/settings.py, BENCH_APPS).
+    env = common.child_env(args.db, BENCH_MARK_FILE=marks, BENCH_APPS=apps)
     log = common.BENCH_DIR / ".data" / f"{label}-{args.db}.log"
     command = worker_command(1, burst=True, processes=processes)
     procs = [common.start(command, env, log) for _ in range(workers)]
@@ -198,6 +201,8 @@ def _drain(args, n: int, workers: int, label: str, processes: int = 0) -> dict:
     result = {"rate": common.drain_rate(times), "n": len(times), "workers": workers}
     if rss.get("max_mb"):
         result["rss_mb"] = rss["max_mb"]
+    if rss.get("max_pss_mb"):
+        result["pss_mb"] = rss["max_pss_mb"]
     if seen < n and not (args.window and seen > 1):
         result["error"] = f"{len(times)} of {n} ran within {args.timeout:.0f} s"
     elif seen < n:
@@ -241,7 +246,8 @@ def djtasks(args) -> dict:
         noop_task.enqueue()  # autocommit: one transaction each
     enqueue_rate = args.n / (time.perf_counter() - started)
     common.analyze()
-    return {**_drain(args, args.n, args.procs, "djtasks"), "enqueue_rate": enqueue_rate}
+    drained = _drain(args, args.n, args.procs, "djtasks", apps="tasks")
+    return {**drained, "enqueue_rate": enqueue_rate}
 
 
 @scenario
@@ -251,7 +257,7 @@ def latency(args) -> dict:
 
     common.reset_tables(args.keep_below)
     marks = common.fresh_mark_file("latency")
-    env = common.child_env(args.db, BENCH_MARK_FILE=marks)
+    env = common.child_env(args.db, BENCH_MARK_FILE=marks, BENCH_APPS="taskqueue")
     log = common.BENCH_DIR / ".data" / f"latency-{args.db}.log"
     queue = Queue(PUSH_QUEUE)
     proc = common.start(worker_command(1, burst=False), env, log)

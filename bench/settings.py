@@ -91,18 +91,28 @@ TASKQUEUE = {
 }
 
 # Django's Tasks framework (the django-tasks backport on Django 5.2): our backend, and the
-# django-tasks-db peer on the same database.
+# django-tasks-db peer on the same database. BENCH_APPS says which of them a process installs,
+# so that each worker runs with the apps its own project would have:
+#   "all" (the default): both; the driver processes, `migrate` (every table exists), profiles.
+#   "taskqueue": neither; a push-queue worker (push drains, idle latency).
+#   "tasks": the framework and our backend; the worker of the Django Tasks drain.
+#   "dtdb": the framework and django-tasks-db; django-tasks-db's `db_worker`.
+APPS = os.environ.get("BENCH_APPS", "all")
+if APPS not in ("all", "taskqueue", "tasks", "dtdb"):
+    raise RuntimeError(f"BENCH_APPS must be all, taskqueue, tasks or dtdb, not {APPS!r}")
 TASKS = {}
-if find_spec("django_tasks") is not None:
+if APPS != "taskqueue" and find_spec("django_tasks") is not None:
     INSTALLED_APPS.append("django_tasks")
-    if find_spec("django_taskqueue.backends") is not None:
+    if APPS != "dtdb" and find_spec("django_taskqueue.backends") is not None:
         TASKS["default"] = {
             "BACKEND": "django_taskqueue.backends.TaskQueueBackend",
             "QUEUES": ["bench-push"],
         }
-    if find_spec("django_tasks_db") is not None:
+    if APPS != "tasks" and find_spec("django_tasks_db") is not None:
         INSTALLED_APPS.append("django_tasks_db")
         TASKS["db"] = {"BACKEND": "django_tasks_db.DatabaseBackend"}
+        if APPS == "dtdb":  # bench.tasks' `@task` names our queue: let its default accept it
+            TASKS["default"] = {**TASKS["db"], "QUEUES": ["default", "bench-push"]}
     if not TASKS:
         TASKS["default"] = {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}
     elif "default" not in TASKS:

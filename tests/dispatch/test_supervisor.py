@@ -169,3 +169,21 @@ def test_reload_and_processes_cannot_be_combined():
 
     with pytest.raises(CommandError, match="--reload and --processes"):
         call_command("runtaskworker", "--reload", "--processes", "2")
+
+
+def test_children_skip_the_checks_the_supervisor_ran():
+    from django_taskqueue.management.commands.runtaskworker import _child_args
+
+    options = {
+        "concurrency": 2,
+        "prefetch": None,
+        "verbosity": 1,
+        "queues": ["default"],
+        "burst": True,
+        "max_tasks": None,
+        "poll_interval": None,
+        "no_cron": False,
+    }
+    args = _child_args(options)
+    assert args.count("--skip-checks") == 1
+    assert args[args.index("--concurrency") + 1] == "2"
