@@ -84,7 +84,9 @@ def run_tasks(queue_names: str | Iterable[str] | None = None) -> int:
 
     if isinstance(queue_names, str):
         queue_names = [queue_names]
-    worker = Worker(queue_names, burst=True, rate_limits=False, run_sweeps=False)
+    worker = Worker(
+        queue_names, burst=True, rate_limits=False, run_sweeps=False, write_behind=False
+    )
     return worker.run()
 
 

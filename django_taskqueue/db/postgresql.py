@@ -133,19 +133,37 @@ class PostgreSQLOperations(TaskStore):
             values.update(rate=float(bucket[0]), size=float(bucket[1]))
             values["tc"] = float(ratelimit.RATE_TIME_CONSTANT_SECONDS)
         sql = _claim_sql(self.connection, tuple(columns), bucket is not None, self._commits_alone())
-        fetched = self._execute_prepared(sql, values)
+        fetched = self._execute_prepared(sql, values, c_timestamps=True)
         if not fetched:
             return OneStatementClaim(found=False)
         paused, wanted, level = fetched[0][:3]
         connection = self.connection
+        timezone = connection.timezone
         json_fields = _json_fields(tuple(columns))
+        time_columns = _time_columns(tuple(columns))
+        # The tasks of a queue nearly all have the same headers, and no errors yet: each
+        # distinct JSON text is decoded once per claim, and its tasks share the value, as the
+        # lease's do (a claimed task only reads them; `ClaimedTask.from_row` copies the errors
+        # list, which a failure extends into a new one).
+        decoded: dict[tuple[str, Any], Any] = {}
         rows = []
         for r in fetched:
             if r[3] is None:  # the LEFT JOIN's row when nothing was claimed
                 continue
             row = dict(zip(columns, r[3:], strict=True))
             for column, field in json_fields:
-                row[column] = field.from_db_value(row[column], None, connection)
+                text = row[column]
+                if text is None:
+                    continue
+                key = (column, text)
+                value = decoded.get(key, _MISSING)
+                if value is _MISSING:
+                    value = decoded[key] = field.from_db_value(text, None, connection)
+                row[column] = value
+            for column in time_columns:
+                at = row[column]
+                if at is not None and at.tzinfo is not timezone:
+                    row[column] = at.replace(tzinfo=timezone)
             rows.append(row)
         # RETURNING follows no order: restore the claim's (priority, then oldest eta).
         rows.sort(key=lambda row: (-row["priority"], row["eta"], row["id"]))
@@ -160,7 +178,9 @@ class PostgreSQLOperations(TaskStore):
             rows=rows,
         )
 
-    def _execute_prepared(self, statement: PreparedSQL, values: dict[str, Any]) -> list[tuple]:
+    def _execute_prepared(
+        self, statement: PreparedSQL, values: dict[str, Any], c_timestamps: bool = False
+    ) -> list[tuple]:
         """Run `statement`, prepared once per database session; return its rows.
 
         PREPARE once, then EXECUTE by name: the statement is parsed and planned once per
@@ -172,18 +192,20 @@ class PostgreSQLOperations(TaskStore):
         """
         connection = self.connection
         if connection.in_atomic_block:
-            return self._execute_unprepared(statement, values)
+            return self._execute_unprepared(statement, values, c_timestamps)
         connection.ensure_connection()
         with _SESSIONS_LOCK:  # worker threads each have a connection, and share the map
             session = _SESSIONS.get(connection.connection)
             if session is None:
                 session = _SESSIONS[connection.connection] = _Session()
         if not session.prepares:
-            return self._execute_unprepared(statement, values)
+            return self._execute_unprepared(statement, values, c_timestamps)
         args = [values[name] for name in statement.params]
         for attempt in range(2):
             just_prepared = statement.name not in session.names
             with _quiet_cursor(connection) as cursor:
+                if c_timestamps:
+                    _load_timestamps_in_c(cursor)
                 try:
                     if just_prepared:
                         cursor.execute(statement.prepare)
@@ -207,13 +229,17 @@ class PostgreSQLOperations(TaskStore):
                             "event=prepared_statements_off reason=%s",
                             "the database session does not keep prepared statements",
                         )
-                        return self._execute_unprepared(statement, values)
+                        return self._execute_unprepared(statement, values, c_timestamps)
                     else:
                         raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _execute_unprepared(self, statement: PreparedSQL, values: dict[str, Any]) -> list[tuple]:
+    def _execute_unprepared(
+        self, statement: PreparedSQL, values: dict[str, Any], c_timestamps: bool = False
+    ) -> list[tuple]:
         with self.connection.cursor() as cursor:
+            if c_timestamps:
+                _load_timestamps_in_c(cursor)
             cursor.execute(statement.plain, values)
             return cursor.fetchall()
 
@@ -502,6 +528,17 @@ def _bigint_array(ids: Sequence[int]) -> str:
 
 #: The longest pause between two attempts to LISTEN again.
 _MAX_LISTEN_BACKOFF_SECONDS = 30.0
+
+
+_MISSING = object()
+
+
+@functools.cache
+def _time_columns(columns: tuple[str, ...]) -> list[str]:
+    """The timestamptz columns among `columns`, which a cursor loads in C without Django's
+    connection timezone (`_load_timestamps_in_c`)."""
+    fields = [(c, TaskRecord._meta.get_field(c)) for c in columns]
+    return [c for c, f in fields if f.get_internal_type() == "DateTimeField"]
 
 
 @functools.cache

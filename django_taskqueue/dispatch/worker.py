@@ -6,7 +6,8 @@ One `Worker` is one process's dispatcher. It wires
 * `executor.Executor` -- runs their attempts, inline or on a pool of threads;
 * `delivery.Deliverer` -- delivers one attempt (HTTP, in-process, or a direct call);
 * `recorder.OutcomeRecorder` -- writes a failure, or a success with a return value, at once;
-* `batcher.SuccessBatcher` -- writes the plain successes together;
+* `batcher.SuccessBatcher` -- writes the plain successes together (on PostgreSQL and MariaDB
+  in a thread of its own, while the loop claims and runs the next tasks);
 * `listener.Listener` -- wakes the loop when an add commits (PostgreSQL's NOTIFY, whose socket
   the loop itself waits on; elsewhere a thread watching the newest task id);
 * `heartbeat.Heartbeat` -- announces the worker, and the tasks it has started, every few seconds;
@@ -65,6 +66,10 @@ logger = logging.getLogger("django_taskqueue")
 _MAX_PENDING_SECONDS = 1.0
 #: After a second signal, how long the worker may spend giving back its unstarted tasks.
 _KILL_GRACE_SECONDS = 5.0
+#: The databases whose successes a thread of their own writes while the worker goes on
+#: (`SuccessBatcher`'s `write_behind`): those with row locks, where that write and the
+#: worker's next claim do not wait for each other.
+_WRITE_BEHIND_VENDORS = ("postgresql", "mysql")
 #: Tasks claimed per free slot when `prefetch` is not given.
 DEFAULT_PREFETCH = 20
 #: Without a `prefetch` of its own, a worker whose attempts are quick claims more per free slot
@@ -92,6 +97,9 @@ class Worker:
     rate, bucket_size and max_concurrent_requests (App Engine's development server does).
     `install_signal_handlers`: handle SIGTERM/SIGINT (main thread only; the command sets it).
     `cron`: serve the cron jobs too (`django_taskqueue.cron.service`; the command sets it).
+    `write_behind`: on PostgreSQL and MariaDB, outside a transaction, write the batched
+    successes in a thread of their own while the next attempts run (`SuccessBatcher`); False
+    writes them in the loop's thread, as on SQLite (`run_tasks()` does).
 
     Raises `UnknownQueueError` or `InvalidQueueModeError` for a queue that cannot be served.
     """
@@ -112,6 +120,7 @@ class Worker:
         install_signal_handlers: bool = False,
         cron: bool = False,
         heartbeat: bool = True,
+        write_behind: bool = True,
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
@@ -181,7 +190,17 @@ class Worker:
         self.executor = Executor(concurrency, self._run_attempt, on_done=self._wake.set)
         self.recorder = OutcomeRecorder(self.alias, self.worker_id)
         self.batcher = SuccessBatcher(
-            self.alias, self.worker_id, self._attempt_done, _MAX_PENDING_SECONDS
+            self.alias,
+            self.worker_id,
+            self._attempt_done,
+            _MAX_PENDING_SECONDS,
+            # Inside a transaction the successes are written in it; SQLite has one writer at
+            # a time, so a second connection's write would hold up the next claim.
+            write_behind=self._with_db_retries
+            if write_behind
+            and not in_transaction
+            and connections[self.alias].vendor in _WRITE_BEHIND_VENDORS
+            else None,
         )
         self.listener = Listener(self.alias, self._wake, lambda: self._stop_requested)
         self.sweeper = SweepScheduler(self.sweeps)
@@ -253,7 +272,7 @@ class Worker:
 
     def _finish(self) -> None:
         self.executor.shutdown()
-        self._with_db_retries(self.batcher.flush)
+        self._with_db_retries(self.batcher.close)
         self._flush_minute_stats()
         self._stop_requested = True
         if self.heartbeat is not None:
@@ -319,8 +338,10 @@ class Worker:
                 more = bool(claimed) and not throttled and self._free_slots() > 0
                 if not more or self.batcher.full(self.batch_size):
                     # Draining: the successes of several claims in one write. Before the
-                    # loop waits, the successes so far.
+                    # loop waits, the successes so far, written and reported.
                     self.batcher.flush()
+                if not more:
+                    self.batcher.settle()
                 if self.burst and not claimed and not throttled and self.executor.in_flight == 0:
                     if not self._has_due_tasks():
                         return
@@ -454,6 +475,8 @@ class Worker:
             # Slow attempts behind fast ones: write the waiting successes first, long before
             # their claim's lease could run out.
             self._with_db_retries(self.batcher.flush)
+        # The successes flushed since the last claim, written while this attempt runs.
+        self.batcher.hand_over()
         common = {
             "queue_name": task.queue_name,
             "task_name": task.name,
