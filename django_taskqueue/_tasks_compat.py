@@ -17,6 +17,7 @@ try:
         TaskResultStatus,
         task_backends,
     )
+    from django.tasks import signals as framework_signals
     from django.tasks.backends.base import BaseTaskBackend
     from django.tasks.base import TaskError
     from django.tasks.exceptions import InvalidTask, TaskResultDoesNotExist
@@ -37,6 +38,7 @@ except ImportError:  # Django 5.2: the backport
             'on Django 5.2 the django-tasks backport (pip install "django-taskqueue[tasks]").'
         ) from e
     from django_tasks import checks as _checks  # noqa: F401  (registers the backends' checks)
+    from django_tasks import signals as framework_signals  # type: ignore[no-redef]
     from django_tasks.backends.base import BaseTaskBackend
     from django_tasks.base import Task, TaskContext, TaskError, TaskResult, TaskResultStatus
     from django_tasks.exceptions import InvalidTaskError as InvalidTask
@@ -57,6 +59,7 @@ __all__ = [
     "TaskResult",
     "TaskResultDoesNotExist",
     "TaskResultStatus",
+    "framework_signals",
     "normalize_json",
     "task_backends",
     "task_enqueued",

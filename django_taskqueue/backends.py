@@ -16,6 +16,7 @@ readable from any process until the sweep prunes them.
 
 from __future__ import annotations
 
+import logging
 import threading
 import traceback as traceback_module
 from functools import lru_cache
@@ -38,6 +39,7 @@ from ._tasks_compat import (
     TaskResult,
     TaskResultDoesNotExist,
     TaskResultStatus,
+    framework_signals,
     normalize_json,
     task_backends,
     task_enqueued,
@@ -240,14 +242,72 @@ def _result(task: Task, call: dict[str, Any], row: dict[str, Any], alias: str) -
 
 # -- the worker's side -----------------------------------------------------------------------
 
-# Attempts running in this process, by task id: the result that `task_started` announced, so
-# that `task_finished` can follow once the worker has decided the outcome (retry or not).
-_running: dict[int, tuple[type[BaseTaskBackend], TaskResult]] = {}
+
+class _Attempt:
+    """A Django task's attempt running in this process: what `task_finished` needs once the
+    worker has decided the outcome (retry or not).
+
+    The RUNNING `TaskResult` is built when someone needs it: a receiver of `task_started`, the
+    task's context, or `task_finished` with someone to tell.
+    """
+
+    __slots__ = ("alias", "call", "result", "sender", "stored", "task", "value")
+
+    def __init__(
+        self,
+        sender: type[BaseTaskBackend],
+        task: Task,
+        stored: dict[str, Any],
+        call: direct.DirectCall,
+        alias: str,
+    ) -> None:
+        self.sender = sender
+        self.task = task
+        self.stored = stored
+        self.call = call
+        self.alias = alias
+        self.result: TaskResult | None = None
+        self.value: Any = None
+
+    def task_result(self) -> TaskResult:
+        if self.result is None:
+            self.result = _running_result(self.task, self.stored, self.call, self.alias)
+            object.__setattr__(self.result, "_return_value", self.value)
+        return self.result
+
+
+# Attempts running in this process, by task id.
+_running: dict[int, _Attempt] = {}
 _running_lock = threading.Lock()
 
 #: The backends the worker ran tasks of, by alias: `task_backends[alias]` looks its backend up
 #: through a context-local store on every call. Forgotten when the TASKS setting changes.
 _backends: dict[str, BaseTaskBackend] = {}
+
+#: The receivers the framework itself connects to its signals (they log the task's start and
+#: end on `_framework_logger`), by `Signal.receivers` lookup id.
+_LOG_RECEIVER_IDS = frozenset(
+    id(found)
+    for found in (
+        getattr(framework_signals, "log_task_started", None),
+        getattr(framework_signals, "log_task_finished", None),
+    )
+    if found is not None
+)
+_framework_logger: logging.Logger | None = getattr(framework_signals, "logger", None)
+
+
+def _heard(signal: Any, level: int) -> bool:
+    """Whether sending `signal` could reach anyone: a receiver other than the framework's own
+    log receivers, or those with their logger logging at `level`."""
+    receivers = signal.receivers
+    if not receivers:
+        return False
+    for entry in receivers:
+        key = entry[0][0]
+        if type(key) is not int or key not in _LOG_RECEIVER_IDS:
+            return True
+    return _framework_logger is None or _framework_logger.isEnabledFor(level)
 
 
 def _backend(alias: str) -> BaseTaskBackend:
@@ -270,6 +330,9 @@ def run(call: direct.DirectCall) -> Any:
 
     A payload that is not a valid signed call, names an unknown backend or a function that
     cannot be imported is a `PermanentTaskFailure`, as is a return value that is not JSON.
+    `task_started` is sent unless it would reach no one but the framework's own log receiver
+    with its logger not logging at INFO (then the RUNNING `TaskResult` is not built either,
+    unless the task takes its context).
     """
     try:
         stored = callables.decode_json(call.payload, b"task")
@@ -279,26 +342,36 @@ def run(call: direct.DirectCall) -> Any:
         task = backend._task(stored, call.queue_name)
     except Exception as e:
         raise direct.PermanentTaskFailure(f"Cannot load the task: {e}") from e
-    if call.enqueued_at is not None:
-        result = _running_result(task, stored, call, backend.alias)  # no query of its own
-    else:
+    attempt = _Attempt(type(backend), task, stored, call, backend.alias)
+    if call.enqueued_at is None:
         found = results.read_row(call.queue_name, call.task_name)
         if found is None:  # deleted under our feet; the worker's conditional update notices
             raise direct.PermanentTaskFailure("The task row is gone")
         row = {**found, "state": TaskState.RUNNING, "execution_count": call.execution_count}
-        result = _result(task, stored, row, backend.alias)
+        attempt.result = _result(task, stored, row, backend.alias)
+    started = _heard(task_started, logging.INFO)
+    if started or task.takes_context:
+        attempt.task_result()  # no query of its own
     with _running_lock:
-        _running[call.task_id] = (type(backend), result)
-    task_started.send(type(backend), task_result=result)
+        _running[call.task_id] = attempt
+    if started:
+        task_started.send(attempt.sender, task_result=attempt.task_result())
     if task.takes_context:
+        result = attempt.task_result()
         value = task.call(TaskContext(task_result=result), *result.args, **result.kwargs)
+    elif attempt.result is not None:
+        value = task.call(*attempt.result.args, **attempt.result.kwargs)
     else:
-        value = task.call(*result.args, **result.kwargs)
+        # The arguments as TaskResult would hand them: decoded from JSON for this attempt
+        # alone, they are JSON already (what its normalizing would copy).
+        value = task.call(*stored["args"], **stored["kwargs"])
     try:
         value = normalize_json(value)
     except (TypeError, ValueError) as e:
         raise direct.PermanentTaskFailure(f"The return value is not JSON: {e}") from e
-    object.__setattr__(result, "_return_value", value)
+    attempt.value = value
+    if attempt.result is not None:
+        object.__setattr__(attempt.result, "_return_value", value)
     return value
 
 
@@ -343,18 +416,29 @@ def _attempt_finished(
     error: BaseException | None = None,
     **kwargs: Any,
 ) -> None:
-    """Send `task_finished` for a Django task once the worker has written its outcome."""
+    """Send `task_finished` for a Django task once the worker has written its outcome.
+
+    As `task_started`, it is not sent (nor its result built) when it would reach no one but the
+    framework's own log receiver with its logger not logging at the level it would log at.
+    """
     with _running_lock:
-        entry = _running.pop(task_id, None)
-    if entry is None:
+        attempt = _running.pop(task_id, None)
+    if attempt is None:
         return
-    sender, result = entry
-    now = clock.now()
     if succeeded:
+        if attempt.result is None and not _heard(task_finished, logging.INFO):
+            return
+        result = attempt.task_result()
         object.__setattr__(result, "status", TaskResultStatus.SUCCESSFUL)
-        object.__setattr__(result, "finished_at", now)
-        task_finished.send(sender, task_result=result)
+        object.__setattr__(result, "finished_at", clock.now())
+        task_finished.send(attempt.sender, task_result=result)
         return
+    if will_retry and attempt.result is None:
+        return  # no one holds the result: nothing to update, nothing to send
+    if not will_retry and attempt.result is None and not _heard(task_finished, logging.ERROR):
+        return
+    result = attempt.task_result()
+    now = clock.now()
     if error is not None:
         result.errors.append(
             TaskError(
@@ -368,7 +452,7 @@ def _attempt_finished(
         return
     object.__setattr__(result, "status", TaskResultStatus.FAILED)
     object.__setattr__(result, "finished_at", now)
-    task_finished.send(sender, task_result=result)
+    task_finished.send(attempt.sender, task_result=result)
 
 
 task_attempt_finished.connect(_attempt_finished, dispatch_uid="django_taskqueue.backends")

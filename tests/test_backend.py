@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import logging
 import subprocess
 import sys
 
@@ -17,6 +18,7 @@ from django_taskqueue._tasks_compat import (
     InvalidTask,
     TaskResultDoesNotExist,
     TaskResultStatus,
+    framework_signals,
     task_backends,
     task_enqueued,
     task_finished,
@@ -184,6 +186,35 @@ def test_priority_orders_due_tasks(frozen_clock):
     frozen_clock.advance(30)
     run_tasks()
     assert tasks.CALLS[-1] == "highest, not due"
+
+
+@pytest.mark.django_db
+def test_the_frameworks_own_log_lines_follow_its_logger(frozen_clock, limited, caplog):
+    # With no receiver but the framework's own log receivers, the signals are sent only when
+    # its logger would log them: at INFO for a start and a success, at ERROR for a failure.
+    name = framework_signals.logger.name
+
+    def lines():
+        found = [r for r in caplog.records if r.name == name]
+        caplog.clear()
+        return [(r.levelname, r.getMessage().rpartition("state=")[2]) for r in found]
+
+    with caplog.at_level(logging.WARNING, logger=name):
+        tasks.add.enqueue(1, 2)
+        assert run_tasks() == 1
+        assert lines() == []
+        result = tasks.always_fails.using(queue_name=limited).enqueue("boom")
+        for _ in range(3):
+            assert run_tasks() == 1
+            frozen_clock.advance(2)
+        assert lines() == [("ERROR", str(FAILED))]
+        result.refresh()
+        assert (result.status, result.attempts, len(result.errors)) == (FAILED, 3, 3)
+    with caplog.at_level(logging.INFO, logger=name):
+        ok = tasks.add.enqueue(2, 2)
+        assert run_tasks() == 1
+        assert lines() == [("INFO", str(RUNNING)), ("INFO", str(SUCCESSFUL))]
+    assert tasks.add.get_result(ok.id).return_value == 4
 
 
 @pytest.mark.django_db

@@ -16,6 +16,7 @@ success is reported in the worker's own threads once written: by the next flush,
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue as queue_module
 import threading
@@ -177,7 +178,7 @@ class SuccessBatcher:
         try:
             while (pending := self._batches.get()) is not None:
                 try:
-                    recorded = write_behind(lambda pending=pending: self._record(pending))
+                    recorded = write_behind(functools.partial(self._record, pending))
                 except Exception:
                     # Not a database error (write_behind retries those): kept for the next
                     # hand-over, as a flush that writes keeps them for the next flush.

@@ -105,6 +105,36 @@ class TestSuccessBatcher:
         batcher.flush()  # nothing left: no statement, no report
         assert len(reported) == 2
 
+    @pytest.mark.django_db(transaction=True)
+    def test_write_behind_writes_in_its_thread_and_reports_in_the_callers(self, frozen_clock):
+        tasks = claimed(frozen_clock, "a", "b")
+        reported, writers = [], []
+
+        def write_behind(write):
+            writers.append(threading.current_thread())
+            return write()
+
+        batcher = SuccessBatcher(
+            "default",
+            "w1",
+            lambda t, r, ok, c: reported.append((t.name, ok, threading.current_thread())),
+            1.0,
+            write_behind=write_behind,
+        )
+        for task in tasks:
+            batcher.add(task, Outcome(True, 200), {})
+        batcher.flush()  # held for the next attempt's start
+        assert (reported, writers, row("a").state) == ([], [], TaskState.RUNNING)
+        batcher.hand_over()
+        batcher.settle()  # waits for the write, then reports here
+        assert writers and threading.current_thread() not in writers
+        assert sorted((name, ok) for name, ok, _ in reported) == [("a", True), ("b", True)]
+        assert {thread for *_, thread in reported} == {threading.current_thread()}
+        assert {row("a").state, row("b").state} == {TaskState.SUCCEEDED}
+        batcher.close()
+        assert len(reported) == 2
+        assert not any(thread.is_alive() for thread in writers)
+
 
 class TestExecutor:
     def test_inline_runs_in_the_calling_thread(self, frozen_clock):
