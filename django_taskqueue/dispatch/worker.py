@@ -6,8 +6,8 @@ One `Worker` is one process's dispatcher. It wires
 * `executor.Executor` -- runs their attempts, inline or on a pool of threads;
 * `delivery.Deliverer` -- delivers one attempt (HTTP, in-process, or a direct call);
 * `recorder.OutcomeRecorder` -- writes a failure, or a success with a return value, at once;
-* `batcher.SuccessBatcher` -- writes the plain successes together (on PostgreSQL and MariaDB
-  in a thread of its own, while the loop claims and runs the next tasks);
+* `batcher.SuccessBatcher` -- writes the plain successes together (on PostgreSQL in a thread
+  of its own, while the loop runs the next attempts);
 * `listener.Listener` -- wakes the loop when an add commits (PostgreSQL's NOTIFY, whose socket
   the loop itself waits on; elsewhere a thread watching the newest task id);
 * `heartbeat.Heartbeat` -- announces the worker, and the tasks it has started, every few seconds;
@@ -67,9 +67,11 @@ _MAX_PENDING_SECONDS = 1.0
 #: After a second signal, how long the worker may spend giving back its unstarted tasks.
 _KILL_GRACE_SECONDS = 5.0
 #: The databases whose successes a thread of their own writes while the worker goes on
-#: (`SuccessBatcher`'s `write_behind`): those with row locks, where that write and the
-#: worker's next claim do not wait for each other.
-_WRITE_BEHIND_VENDORS = ("postgresql", "mysql")
+#: (`SuccessBatcher`'s `write_behind`). PostgreSQL's driver waits for the server without the
+#: GIL and with little Python of its own; PyMySQL reads the answer in Python, so on MariaDB
+#: the writer took the worker's GIL and a push drain ran 10% slower. SQLite has one writer
+#: at a time: a second connection's write would hold up the next claim.
+_WRITE_BEHIND_VENDORS = ("postgresql",)
 #: Tasks claimed per free slot when `prefetch` is not given.
 DEFAULT_PREFETCH = 20
 #: Without a `prefetch` of its own, a worker whose attempts are quick claims more per free slot
@@ -97,9 +99,9 @@ class Worker:
     rate, bucket_size and max_concurrent_requests (App Engine's development server does).
     `install_signal_handlers`: handle SIGTERM/SIGINT (main thread only; the command sets it).
     `cron`: serve the cron jobs too (`django_taskqueue.cron.service`; the command sets it).
-    `write_behind`: on PostgreSQL and MariaDB, outside a transaction, write the batched
-    successes in a thread of their own while the next attempts run (`SuccessBatcher`); False
-    writes them in the loop's thread, as on SQLite (`run_tasks()` does).
+    `write_behind`: on PostgreSQL, outside a transaction, write the batched successes in a
+    thread of their own while the next attempts run (`SuccessBatcher`); False writes them in
+    the loop's thread, as on MariaDB and SQLite (`run_tasks()` does).
 
     Raises `UnknownQueueError` or `InvalidQueueModeError` for a queue that cannot be served.
     """
@@ -194,8 +196,7 @@ class Worker:
             self.worker_id,
             self._attempt_done,
             _MAX_PENDING_SECONDS,
-            # Inside a transaction the successes are written in it; SQLite has one writer at
-            # a time, so a second connection's write would hold up the next claim.
+            # Inside a transaction the successes are written in it.
             write_behind=self._with_db_retries
             if write_behind
             and not in_transaction
