@@ -159,6 +159,26 @@ class TestBatch:
     def test_empty(self):
         assert Queue().add([]) == []
 
+    def test_values_of_a_batch_are_stored_as_given(self):
+        # A batch goes as one array per column (on PostgreSQL in the binary format): quotes,
+        # backslashes, braces, commas, NULLs in an array and bytes of every value come back.
+        awkward = 'a "quoted", {braced} \\ back\\slash, NULL, \u00e9\u4e2d'
+        options = taskqueue.TaskRetryOptions(task_retry_limit=2)
+        batch = [
+            Task(b"\x00\xff{,}\\", name="t-1", headers={"X-Odd": awkward}),
+            Task(b"", name="t-2", countdown=30, retry_options=options),
+            Task(method="GET", name="t-3", url="/p?q=" + "%22" * 3, headers={"X-Empty": ""}),
+        ]
+        Queue().add(batch)
+        [one], [two], [three] = (get_filtered_tasks(name=f"t-{i}") for i in (1, 2, 3))
+        assert one.payload == b"\x00\xff{,}\\"
+        assert one.headers["X-Odd"] == awkward
+        assert two.payload == b""
+        assert two.retry_options == options
+        assert two.eta == batch[1].eta
+        assert three.url == "/p?q=" + "%22" * 3
+        assert three.headers["X-Empty"] == ""
+
     def test_partial_success(self):
         taskqueue.add(url="/x", name="taken")
         Queue().delete_tasks_by_name(taskqueue.add(url="/x", name="gone").name)

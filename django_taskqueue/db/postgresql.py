@@ -93,7 +93,12 @@ class PostgreSQLOperations(TaskStore):
                 for append, value in zip(appends, _fresh_values(row, connection), strict=True):
                     append(value)
             params += columns
-            sql = _insert_batch_sql(connection, notify, random_names)
+            sql = _insert_batch_sql(connection, notify, random_names, binary=True)
+            if notify:
+                params += [NOTIFY_CHANNEL, first.queue_name]
+            # Django's cursor binds on the client, which has no binary parameters.
+            client_sql = _insert_batch_sql(connection, notify, random_names)
+            return {r[0] for r in _run(connection, sql, params, client_sql)}
         if notify:
             params += [NOTIFY_CHANNEL, first.queue_name]
         return {r[0] for r in _run(connection, sql, params)}
@@ -677,17 +682,26 @@ def _insert_one_sql(connection: Any, notify: bool, random_names: bool = False) -
     return sql
 
 
-def _insert_batch_sql(connection: Any, notify: bool, random_names: bool = False) -> str:
+def _insert_batch_sql(
+    connection: Any, notify: bool, random_names: bool = False, binary: bool = False
+) -> str:
     """The insert of a batch of fresh tasks: queue name, enqueue time, one array per column of
-    `_FRESH_COLUMNS`, then what `_insert_one_sql` takes for the NOTIFY."""
-    key = (0, notify, random_names)
+    `_FRESH_COLUMNS`, then what `_insert_one_sql` takes for the NOTIFY.
+
+    `binary`: the arrays are sent in PostgreSQL's binary format (`%b`, server-side binding
+    only). In the text format psycopg quotes and escapes every element of every array (two
+    regular expressions per text element), which was half of a 100-task add's client time;
+    the binary format writes each element's length and bytes.
+    """
+    key = (2 if binary else 0, notify, random_names)
     sql = _FRESH_SQL.get(key)
     if sql is None:
         shared = [f"%s::{sql_type}" for _, sql_type in _FRESH_SHARED]
         values = [
             f"u.{name}::jsonb" if name in _FRESH_JSON else f"u.{name}" for name in _FRESH_NAMES
         ]
-        arrays = ", ".join(f"%s::{sql_type}[]" for _, sql_type in _FRESH_COLUMNS)
+        mark = "%b" if binary else "%s"
+        arrays = ", ".join(f"{mark}::{sql_type}[]" for _, sql_type in _FRESH_COLUMNS)
         sql = (
             _fresh_insert(connection, shared + values)
             + f" FROM unnest({arrays}) AS u({', '.join(_FRESH_NAMES)})"
@@ -706,11 +720,14 @@ def _notifying(insert: str, notify: bool, random_names: bool) -> str:
     return sql
 
 
-#: The inserts of fresh rows built so far, by (one row or a batch, notify, random names).
+#: The inserts of fresh rows built so far, by (one row, a batch or a binary batch, notify,
+#: random names).
 _FRESH_SQL: dict[tuple[int, bool, bool], str] = {}
 
 
-def _run(connection: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+def _run(
+    connection: Any, sql: str, params: Sequence[Any], client_sql: str | None = None
+) -> list[tuple[Any, ...]]:
     """Run `sql` on `connection` and return its rows, the parameters bound by the server.
 
     Django's cursor binds on the client (psycopg's `ClientCursor`, quoting every value into the
@@ -732,7 +749,7 @@ def _run(connection: Any, sql: str, params: Sequence[Any]) -> list[tuple[Any, ..
     """
     if _ServerCursor is None or connection.queries_logged or connection.execute_wrappers:
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(client_sql or sql, params)
             return cursor.fetchall()
     # What Django's cursor() and execute() check and do around the database call.
     connection.close_if_health_check_failed()
