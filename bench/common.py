@@ -278,16 +278,7 @@ def tree_cpu_seconds(pid: int) -> float:
 
 def tree_rss_mb(pid: int) -> float:
     """Resident memory of a process and all its descendants, in MB (Linux /proc)."""
-    total = 0
-    for current in _descendants(pid):
-        try:
-            with open(f"/proc/{current}/status") as f:
-                for line in f:
-                    if line.startswith("VmRSS:"):
-                        total += int(line.split()[1])
-        except OSError:
-            pass
-    return total / 1024
+    return _tree_kb(pid, "status", "VmRSS:") / 1024
 
 
 def tree_pss_mb(pid: int) -> float:
@@ -297,17 +288,22 @@ def tree_pss_mb(pid: int) -> float:
     pool's pages): a tree's sum is what it costs the machine, where RSS counts a page shared by
     a parent and its children once per process.
     """
+    return _tree_kb(pid, "smaps_rollup", "Pss:") / 1024
+
+
+def _tree_kb(pid: int, name: str, field: str) -> int:
+    """The sum of `field` (a figure in kB) of /proc/<pid>/<name> over a process tree."""
     total = 0
     for current in _descendants(pid):
         try:
-            with open(f"/proc/{current}/smaps_rollup") as f:
+            with open(f"/proc/{current}/{name}") as f:
                 for line in f:
-                    if line.startswith("Pss:"):
+                    if line.startswith(field):
                         total += int(line.split()[1])
                         break
         except OSError:
             pass
-    return total / 1024
+    return total
 
 
 def drain_rate(marks: list[float]) -> float | None:
