@@ -331,6 +331,51 @@ def fresh_mark_file(name: str) -> str:
     return str(path)
 
 
+class MarkWatch:
+    """Sleep until the mark file is written to (Linux's inotify), instead of polling it.
+
+    The job's start time is the mark's own timestamp, so how soon the driver sees it does not
+    change a sample; but a driver that wakes every fraction of a millisecond to look takes CPU
+    from the worker and the database it is measuring, on a machine of two cores. Where
+    inotify is missing, `wait` sleeps 0.2 ms, as the driver did before.
+    """
+
+    IN_MODIFY = 0x2
+    IN_NONBLOCK = 0o4000
+
+    def __init__(self, path: str):
+        self.fd = -1
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.inotify_init1(self.IN_NONBLOCK)
+            if fd >= 0 and libc.inotify_add_watch(fd, os.fsencode(path), self.IN_MODIFY) < 0:
+                os.close(fd)
+                fd = -1
+            self.fd = fd
+        except (OSError, AttributeError):
+            self.fd = -1
+
+    def wait(self, timeout: float) -> None:
+        """Return once the file was written to since the last call, or after `timeout`."""
+        if self.fd < 0:
+            time.sleep(0.0002)
+            return
+        import select
+
+        if select.select([self.fd], [], [], timeout)[0]:
+            try:
+                os.read(self.fd, 4096)  # the events themselves do not matter
+            except BlockingIOError:
+                pass
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
 def measure_latency(
     enqueue, marks: str, proc: subprocess.Popen, n: int, timeout: float, settle: float = 0.0
 ) -> dict:
@@ -356,18 +401,22 @@ def measure_latency(
     idle_cpu_share = (tree_cpu_seconds(proc.pid) - cpu) / idle_seconds
     rng = random.Random(6)
     samples: list[float] = []
-    for i in range(n):
-        time.sleep(rng.uniform(0.02, 0.05))  # the worker goes idle again
-        added = time.time()
-        enqueue()
-        while count_marks(marks) < i + 2:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                break
-            time.sleep(0.0002)
-        else:
-            samples.append((read_marks(marks)[-1] - added) * 1000)
-            continue
-        break
+    watch = MarkWatch(marks)
+    try:
+        for i in range(n):
+            time.sleep(rng.uniform(0.02, 0.05))  # the worker goes idle again
+            added = time.time()
+            enqueue()
+            while count_marks(marks) < i + 2:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    break
+                watch.wait(0.05)
+            else:
+                samples.append((read_marks(marks)[-1] - added) * 1000)
+                continue
+            break
+    finally:
+        watch.close()
     if not samples:
         return {"error": "no sample within the time limit"}
     result = {

@@ -47,6 +47,9 @@ MAX_RESTART_PAUSE_SECONDS = 30.0
 _TICK_SECONDS = 0.1
 #: Set in each child's environment: the supervisor's process id (see `watch_supervisor`).
 SUPERVISOR_PID_ENV = "TASKQUEUE_SUPERVISOR_PID"
+#: The most a child's output pipe is read at once, and the pause after each read (`_pump`).
+_PUMP_READ_BYTES = 65536
+_PUMP_BATCH_SECONDS = 0.005
 #: How often a child checks that its supervisor is still alive.
 _PARENT_CHECK_SECONDS = 0.5
 
@@ -289,12 +292,38 @@ class Supervisor:
         logger.info("event=child_started worker=%s pid=%s", child.worker_id, process.pid)
 
     def _pump(self, source: IO[bytes], sink: IO[bytes], prefix: bytes) -> threading.Thread:
+        fd = source.fileno()
+
+        def emit(lines: bytes) -> None:
+            # `lines` ends with a newline: each line gets the prefix, in one write.
+            out = prefix + lines[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
+            with self._write_lock:
+                sink.write(out)
+                sink.flush()
+
         def copy() -> None:
+            # What a read brings, whole lines only (a line cut by the pipe waits for its
+            # end), prefixed and written at once. After each read the thread waits a moment,
+            # so that a child logging a line per task is copied a batch of lines per wake-up
+            # (one read, one write), not one by one: on a busy machine that is CPU the
+            # workers keep. A lone line, from an idle worker, is still copied at once.
+            pending = b""
             with source:
-                for line in iter(source.readline, b""):
-                    with self._write_lock:
-                        sink.write(prefix + line)
-                        sink.flush()
+                while True:
+                    chunk = os.read(fd, _PUMP_READ_BYTES)
+                    if not chunk:
+                        break
+                    pending += chunk
+                    end = pending.rfind(b"\n") + 1
+                    if end:
+                        emit(pending[:end])
+                        pending = pending[end:]
+                    if len(pending) >= _PUMP_READ_BYTES:  # a very long line: copy what came
+                        emit(pending + b"\n")
+                        pending = b""
+                    time.sleep(_PUMP_BATCH_SECONDS)
+                if pending:
+                    emit(pending + b"\n")
 
         thread = threading.Thread(target=copy, name="taskworker-log", daemon=True)
         thread.start()

@@ -187,3 +187,27 @@ def test_children_skip_the_checks_the_supervisor_ran():
     args = _child_args(options)
     assert args.count("--skip-checks") == 1
     assert args[args.index("--concurrency") + 1] == "2"
+
+
+def test_the_log_pump_copies_whole_lines_each_with_its_prefix():
+    """Lines cut by the pipe, many lines in one read and a last line without its newline."""
+    import io
+
+    sink = io.BytesIO()
+    owner = Supervisor(1, [], "w")
+    read_end, write_end = os.pipe()
+    pump = owner._pump(os.fdopen(read_end, "rb"), sink, b"[w-p1] ")
+    os.write(write_end, b"first li")
+    time.sleep(0.05)
+    assert sink.getvalue() == b""  # half a line is held until its end comes
+    os.write(write_end, b"ne\nsecond\nthird\n")
+    burst = b"".join(b"line %d\n" % i for i in range(2000))
+    os.write(write_end, burst)
+    os.write(write_end, b"no newline at the end")
+    os.close(write_end)
+    pump.join(timeout=10)
+    assert not pump.is_alive()
+    lines = sink.getvalue().decode().split("\n")
+    assert lines[:3] == ["[w-p1] first line", "[w-p1] second", "[w-p1] third"]
+    assert lines[3:2003] == [f"[w-p1] line {i}" for i in range(2000)]
+    assert lines[2003:] == ["[w-p1] no newline at the end", ""]
