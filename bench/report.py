@@ -241,6 +241,20 @@ def markdown(info: dict) -> str:
                 r = ratio(scale, empty)
                 cells.append(cell(scale) + (f" ({r - 1:+.0%} vs empty history)" if r else ""))
             out.append(f"| {label} | " + " | ".join(cells) + " |")
+        # The dashboard over the same history (`bench.scenarios dashboard`), ms per call, p50.
+        for field, label in (
+            (None, "admin dashboard, every queue's figures (ms per call, p50)"),
+            ("metrics_p50", "metrics endpoint, `collect()` and its text (ms per call, p50)"),
+            ("queue_page_p50", "a queue's page: figures, errors, slowest (ms per call, p50)"),
+        ):
+            cells = []
+            for db in dbs:
+                row = rows.get(("scale", db, "dashboard"))
+                if row is not None and field is not None:
+                    row = row.get(field) and {**row, **row[field]}
+                cells.append(cell(row, missing="not measured"))
+            if any(c != "not measured" for c in cells):
+                out.append(f"| {label} | " + " | ".join(cells) + " |")
         seeds = [
             f"{DBS[db]} {info['databases'][db].get('history_seed_seconds')} s"
             for db in dbs
