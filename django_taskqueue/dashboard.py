@@ -196,14 +196,20 @@ def overview(
 def recent_errors(queue_name: str, now: datetime.datetime, limit: int = 10) -> list[dict[str, Any]]:
     """Return the last day's failed attempts of a queue grouped by reason, most frequent first."""
     since = now - datetime.timedelta(days=1)
-    rows = list(
+    rows = list(errors_by_reason(queue_name, since)[:limit])
+    return [{**row, "ago": humanize.age((now - row["last_at"]).total_seconds())} for row in rows]
+
+
+def errors_by_reason(queue_name: str, since: datetime.datetime) -> Any:
+    """The query of `recent_errors`: a queue's attempts since `since` with a retry reason,
+    counted by reason (it reads the retry reason index, `taskqueue_reason_idx`)."""
+    return (
         TaskRecord.objects.using(taskqueue_settings.DATABASE)
         .filter(queue_name=queue_name, leased_at__gte=since, last_retry_reason__isnull=False)
         .values("last_retry_reason")
         .annotate(tasks=Count("id"), last_at=Max("leased_at"), example=Max("id"))
-        .order_by("-tasks", "-last_at")[:limit]
+        .order_by("-tasks", "-last_at")
     )
-    return [{**row, "ago": humanize.age((now - row["last_at"]).total_seconds())} for row in rows]
 
 
 def slowest_tasks(queue_name: str, now: datetime.datetime, limit: int = 10) -> list[Any]:

@@ -5,7 +5,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.db.models import Q
 
-from django_taskqueue import clock, figures
+from django_taskqueue import clock, dashboard, figures
 from django_taskqueue.indexes import PartialIndex
 from django_taskqueue.models import FINISHED_STATES, LIVE, TaskRecord, TaskState
 
@@ -16,6 +16,7 @@ PARTIAL = {
     "taskqueue_tag_idx",
     "taskqueue_finished_idx",
     "taskqueue_leased_idx",
+    "taskqueue_reason_idx",
 }
 
 
@@ -102,6 +103,7 @@ def live_queries(now):
             tasks.filter(figures.failed(now).rows, queue_name="q"),
         ],
         "taskqueue_leased_idx": [tasks.filter(figures.executed(now).rows, queue_name="q")],
+        "taskqueue_reason_idx": [dashboard.errors_by_reason("q", now)],
     }
 
 
@@ -116,3 +118,26 @@ def test_each_query_can_use_its_partial_index(plans):
         for queryset in querysets:
             plan = plans(queryset)
             assert index in plan, f"{index} not in the plan of {queryset.query}:\n{plan}"
+
+
+def test_the_retry_reason_index_has_the_order_of_its_kind():
+    # Partial: (queue, leased_at, reason), which SQLite's planner prefers to the leased index;
+    # full (MariaDB, MySQL): (queue, reason), so the rows without a reason are one range the
+    # query skips, and a claim (which changes leased_at) leaves the index alone.
+    definition = index_definitions()["taskqueue_reason_idx"]
+    if connection.features.supports_partial_indexes:
+        assert "leased_at" in definition
+        assert "last_retry_reason IS NOT NULL" in definition.replace('"', "")
+    else:
+        assert definition == "queue_name,last_retry_reason"
+    index = next(i for i in TaskRecord._meta.indexes if i.name == "taskqueue_reason_idx")
+    path, args, kwargs = index.deconstruct()
+    assert kwargs["full_fields"] == ["queue_name", "last_retry_reason"]
+    assert PartialIndex(*args, **kwargs) == index
+
+
+def test_the_errors_by_reason_read_the_retry_reason_index(plans):
+    # On every database, MariaDB's full index included: the query reads the rows with a
+    # reason, not a day of the queue's attempts.
+    plan = plans(dashboard.errors_by_reason("q", clock.now()))
+    assert "taskqueue_reason_idx" in plan, plan
