@@ -83,6 +83,7 @@ class PostgreSQLOperations(TaskStore):
             # The common case, one task: 13 parameters, bound by the server (`_run`).
             params += _fresh_values(first, connection)
             sql = _insert_one_sql(connection, notify, random_names)
+            client_sql = None
         else:
             # A batch: one short statement whatever the number of rows, each column an array
             # that unnest() turns back into rows. Its text is the same for every batch, so
@@ -94,14 +95,11 @@ class PostgreSQLOperations(TaskStore):
                     append(value)
             params += columns
             sql = _insert_batch_sql(connection, notify, random_names, binary=True)
-            if notify:
-                params += [NOTIFY_CHANNEL, first.queue_name]
             # Django's cursor binds on the client, which has no binary parameters.
             client_sql = _insert_batch_sql(connection, notify, random_names)
-            return {r[0] for r in _run(connection, sql, params, client_sql)}
         if notify:
             params += [NOTIFY_CHANNEL, first.queue_name]
-        return {r[0] for r in _run(connection, sql, params)}
+        return {r[0] for r in _run(connection, sql, params, client_sql)}
 
     def _insert_rows(self, rows: Sequence[TaskRow], notify: bool) -> set[str]:
         """Insert rows with every column a parameter of its own (rows of more than one add)."""
