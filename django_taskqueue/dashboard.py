@@ -212,16 +212,34 @@ def errors_by_reason(queue_name: str, since: datetime.datetime) -> Any:
     )
 
 
-def slowest_tasks(queue_name: str, now: datetime.datetime, limit: int = 10) -> list[Any]:
-    """Return the last hour's finished tasks of a queue that took longest from claim to outcome."""
+#: The most recent claims of a queue that its slowest tasks are picked from. A busy queue's
+#: hour holds hundreds of thousands of attempts, and sorting them all by run time made its
+#: page take seconds (300,000 in the hour: 130 ms on PostgreSQL, 500 ms on MariaDB).
+SLOWEST_SCAN = 10_000
+
+
+def slowest_tasks(
+    queue_name: str, now: datetime.datetime, limit: int = 10, scan: int = SLOWEST_SCAN
+) -> list[Any]:
+    """Return the last hour's finished tasks of a queue that took longest from claim to outcome.
+
+    Among the queue's last `scan` claims of the hour: the first query finds the claim time of
+    the `scan`-th most recent one (a read of the leased index), the second sorts the claims
+    since then. Two bounded reads whatever the queue's traffic.
+    """
     since = now - datetime.timedelta(hours=1)
+    claimed = TaskRecord.objects.using(taskqueue_settings.DATABASE).filter(
+        queue_name=queue_name, leased_at__gte=since
+    )
+    oldest = list(
+        claimed.order_by("-leased_at").values_list("leased_at", flat=True)[scan - 1 : scan]
+    )
+    if oldest:
+        claimed = claimed.filter(leased_at__gte=oldest[0])
     run = ExpressionWrapper(F("finished_at") - F("leased_at"), output_field=DurationField())
     # Any: each row gains a `run_display` for the template.
     rows: list[Any] = list(
-        TaskRecord.objects.using(taskqueue_settings.DATABASE)
-        .filter(
-            queue_name=queue_name,
-            leased_at__gte=since,
+        claimed.filter(
             state__in=(TaskState.SUCCEEDED, TaskState.FAILED),
             finished_at__isnull=False,
         )
@@ -318,6 +336,7 @@ def queue_view(request: HttpRequest, model_admin: admin.ModelAdmin, name: str) -
         queues=[queue],
         errors=recent_errors(name, now),
         slowest=slowest_tasks(name, now),
+        slowest_scan=SLOWEST_SCAN,
         title=_("Queue %(queue)s") % {"queue": name},
     )
     template = (

@@ -7,7 +7,7 @@ from django.contrib.auth.models import Permission
 from django.urls import reverse
 
 from django_taskqueue import humanize, taskqueue
-from django_taskqueue.dashboard import overview
+from django_taskqueue.dashboard import overview, slowest_tasks
 from django_taskqueue.dispatch.minute_stats import MinuteStats, minute_of
 from django_taskqueue.models import QueueState, TaskRecord, TaskState
 from django_taskqueue.queues import all_queue_configs
@@ -155,6 +155,7 @@ def test_queue_page_groups_errors_and_lists_the_slowest(admin_client, frozen_clo
     )
     content = response.content.decode()
     assert "builtins.RuntimeError" in content
+    assert "among its last 10000 claims at most" in content
     assert "tq-chart" in content
     assert admin_client.get(queue_url("no-such-queue")).status_code == 404
     fragment = admin_client.get(queue_url("default") + "?fragment=1").content.decode()
@@ -162,6 +163,27 @@ def test_queue_page_groups_errors_and_lists_the_slowest(admin_client, frozen_clo
 
 
 @pytestmark_db
+@pytestmark_db
+def test_slowest_tasks_come_from_the_last_claims_of_the_hour(frozen_clock):
+    # Six finished tasks: claimed 70, 50, 40, 30, 20 and 10 minutes ago, the older the slower.
+    tasks = [taskqueue.add(url="/echo") for _ in range(6)]
+    run_tasks("default")
+    now = frozen_clock.now()
+    for i, task in enumerate(tasks):
+        leased_at = now - datetime.timedelta(minutes=[70, 50, 40, 30, 20, 10][i])
+        TaskRecord.objects.filter(name=task.name).update(
+            leased_at=leased_at, finished_at=leased_at + datetime.timedelta(seconds=10 - i)
+        )
+    names = [t.name for t in tasks]
+    # The hour's claims, slowest first; the one claimed 70 minutes ago is out of the hour.
+    assert [r.name for r in slowest_tasks("default", now)] == names[1:]
+    assert [r.run_display for r in slowest_tasks("default", now, limit=2)] == ["9 s", "8 s"]
+    # Only the last `scan` claims are sorted: a busy queue's page reads a bounded number of rows.
+    assert [r.name for r in slowest_tasks("default", now, scan=3)] == names[3:]
+    assert [r.name for r in slowest_tasks("default", now, scan=5)] == names[1:]
+    assert [r.name for r in slowest_tasks("default", now, scan=50)] == names[1:]
+
+
 @pytest.mark.parametrize("url", [DASHBOARD_URL, queue_url("pull-queue")])
 def test_actions_from_the_dashboard(admin_client, url):
     QueueState.objects.filter(name="pull-queue").delete()
@@ -231,6 +253,7 @@ def test_queue_page_queries_are_pinned(admin_client, django_assert_num_queries):
     taskqueue.add(url="/echo")
     run_tasks("default")
     admin_client.get(queue_url("default"))
-    # Session, user; states, live rows, the hour, the day; errors by reason; slowest tasks.
-    with django_assert_num_queries(8):
+    # Session, user; states, live rows, the hour, the day; errors by reason; slowest tasks
+    # (the claim time the scan starts at, then the tasks).
+    with django_assert_num_queries(9):
         admin_client.get(queue_url("default") + "?fragment=1")
