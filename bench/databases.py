@@ -11,7 +11,12 @@ from bench import common
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
 MYSQL = {"host": "127.0.0.1", "port": 3306, "user": "root"}
 DB_NAME = os.environ.get("BENCH_DB_NAME", "taskqueue_bench")
-PROCRASTINATE_DB = "procrastinate_bench"
+#: procrastinate's own database: beside ours, named after it when BENCH_DB_NAME is set, so two
+#: runs with different names never drop each other's. Its processes read it from the environment.
+PROCRASTINATE_DB = os.environ.get("BENCH_PROCRASTINATE_DB") or (
+    "procrastinate_bench" if DB_NAME == "taskqueue_bench" else f"{DB_NAME}_procrastinate"
+)
+os.environ["BENCH_PROCRASTINATE_DB"] = PROCRASTINATE_DB
 
 
 def pg_connect(dbname: str = "postgres"):

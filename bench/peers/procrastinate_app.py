@@ -9,7 +9,9 @@ from bench.jobs import mark
 app = App(
     connector=PsycopgConnector(
         conninfo=os.environ.get(
-            "BENCH_PROCRASTINATE_DSN", "postgresql://postgres@127.0.0.1:5432/procrastinate_bench"
+            "BENCH_PROCRASTINATE_DSN",
+            "postgresql://postgres@127.0.0.1:5432/"
+            + os.environ.get("BENCH_PROCRASTINATE_DB", "procrastinate_bench"),
         )
     )
 )
