@@ -166,15 +166,16 @@ _owned_depth = 0
 
 
 @contextlib.contextmanager
-def _worker_owned_connections() -> Iterator[None]:
-    """Run a request without Django's end-of-request connection closing; tidy up after.
+def keep_connections() -> Iterator[None]:
+    """While held, requests do not close Django's database connections when they end.
 
-    A web server closes each request's database connections when CONN_MAX_AGE says so (0 by
-    default: after every request). In the worker the request is one attempt among thousands
-    on the worker's own connection: closing it would reopen a connection per task. So the
-    worker keeps its connections across attempts, closing only one that a handler left
-    unusable or in a broken transaction state. A caller inside a transaction (a test
-    calling `run_tasks()`) keeps its connection untouched, as with Django's test client.
+    Django closes a request's connections at its start and end when CONN_MAX_AGE says so (0
+    by default: after every request), through `close_old_connections` receivers of
+    `request_started` and `request_finished`. Those receivers are disconnected while anyone
+    holds this (a worker's run, each in-process attempt) and connected again when the last
+    holder lets go. A worker holds it for its whole run, so its attempts do not disconnect
+    and reconnect them each time: that took Django's signal lock four times per attempt and
+    emptied the signals' receiver caches, which each request then rebuilt.
     """
     global _owned_depth
     with _owned_lock:
@@ -189,9 +190,27 @@ def _worker_owned_connections() -> Iterator[None]:
             _owned_depth -= 1
             if _owned_depth == 0:
                 # weak=False: a weak connect leaves a `weakref.finalize` hook that disconnect()
-                # never frees, about a kilobyte per attempt over a worker's life.
+                # never frees, about a kilobyte per cycle over a process's life.
                 signals.request_started.connect(close_old_connections, weak=False)
                 signals.request_finished.connect(close_old_connections, weak=False)
+
+
+@contextlib.contextmanager
+def _worker_owned_connections() -> Iterator[None]:
+    """Run a request without Django's end-of-request connection closing; tidy up after.
+
+    A web server closes each request's database connections when CONN_MAX_AGE says so (0 by
+    default: after every request). In the worker the request is one attempt among thousands
+    on the worker's own connection: closing it would reopen a connection per task. So the
+    worker keeps its connections across attempts (`keep_connections`), closing only one that
+    a handler left unusable or in a broken transaction state. A caller inside a transaction
+    (a test calling `run_tasks()`) keeps its connection untouched, as with Django's test
+    client.
+    """
+    try:
+        with keep_connections():
+            yield
+    finally:
         for connection in connections.all(initialized_only=True):
             if connection.connection is None or connection.in_atomic_block:
                 continue

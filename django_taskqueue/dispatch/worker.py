@@ -51,7 +51,7 @@ from ..queues import QueueConfig, all_queue_configs, get_queue_config
 from .batcher import SuccessBatcher
 from .claimloop import ClaimRound
 from .dbretry import DB_ERRORS, backoff_seconds, reset_connection, with_db_retries
-from .delivery import Deliverer, Outcome
+from .delivery import Deliverer, Outcome, keep_connections
 from .executor import Executor
 from .heartbeat import Heartbeat
 from .listener import Listener, Wakeup
@@ -241,8 +241,11 @@ class Worker:
             self.burst,
         )
         try:
-            self._start()
-            self._loop()
+            # Django's end-of-request connection closing stays off for the whole run, not
+            # switched off and on around each attempt (`delivery.keep_connections`).
+            with keep_connections():
+                self._start()
+                self._loop()
         finally:
             self._finish()
             self._restore_signals(previous_handlers)

@@ -820,6 +820,32 @@ class TestThreadedWorker:
         assert opened == (["default"] if connection.vendor == "postgresql" else [])
         assert len(recorder.entries()) == 10
 
+    def test_django_closes_request_connections_again_once_the_worker_stops(self, recorder):
+        # While a worker runs, Django's end-of-request `close_old_connections` stays
+        # disconnected, between attempts too (not switched off and on around each one); once
+        # the run ends, the process's own requests close their connections again.
+        from django.core.signals import request_finished, request_started
+        from django.db import close_old_connections
+
+        def connected(signal):
+            return any(entry[0][0] == id(close_old_connections) for entry in signal.receivers)
+
+        seen = []
+
+        def after_attempt(**kwargs):
+            seen.append((connected(request_started), connected(request_finished)))
+
+        Queue("fast").add([Task(url="/echo") for _ in range(5)])
+        assert connected(request_started) and connected(request_finished)
+        signals.task_attempt_finished.connect(after_attempt)
+        try:
+            assert Worker(["fast"], burst=True, heartbeat=False).run() == 5
+        finally:
+            signals.task_attempt_finished.disconnect(after_attempt)
+        assert seen == [(False, False)] * 5
+        assert connected(request_started) and connected(request_finished)
+        assert len(recorder.entries()) == 5
+
     def test_max_tasks_stops_the_worker(self, recorder):
         Queue("fast").add([Task(url="/echo") for _ in range(5)])
         assert Worker(["fast"], concurrency=2, max_tasks=3).run() == 3
