@@ -163,7 +163,6 @@ def test_queue_page_groups_errors_and_lists_the_slowest(admin_client, frozen_clo
 
 
 @pytestmark_db
-@pytestmark_db
 def test_slowest_tasks_come_from_the_last_claims_of_the_hour(frozen_clock):
     # Six finished tasks: claimed 70, 50, 40, 30, 20 and 10 minutes ago, the older the slower.
     tasks = [taskqueue.add(url="/echo") for _ in range(6)]
@@ -184,6 +183,7 @@ def test_slowest_tasks_come_from_the_last_claims_of_the_hour(frozen_clock):
     assert [r.name for r in slowest_tasks("default", now, scan=50)] == names[1:]
 
 
+@pytestmark_db
 @pytest.mark.parametrize("url", [DASHBOARD_URL, queue_url("pull-queue")])
 def test_actions_from_the_dashboard(admin_client, url):
     QueueState.objects.filter(name="pull-queue").delete()
