@@ -31,29 +31,33 @@ def mysql_connect(database: str | None = None):
     return pymysql.connect(database=database, autocommit=True, charset="utf8mb4", **MYSQL)
 
 
-def recreate(db: str) -> None:
-    """Drop and create the benchmark database of vendor `db`, then migrate it."""
+def recreate(db: str, name: str = DB_NAME) -> None:
+    """Drop and create the benchmark database `name` of vendor `db`, then migrate it.
+
+    The main database (`DB_NAME`) brings procrastinate's beside it on PostgreSQL; another
+    name (the scale rounds' empty database) is created alone.
+    """
     if db == "postgresql":
         with pg_connect() as conn:
-            for name in (DB_NAME, PROCRASTINATE_DB):
-                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-                conn.execute(f"CREATE DATABASE {name}")
+            for each in (name, PROCRASTINATE_DB) if name == DB_NAME else (name,):
+                conn.execute(f"DROP DATABASE IF EXISTS {each} WITH (FORCE)")
+                conn.execute(f"CREATE DATABASE {each}")
     elif db == "mysql":
         conn = mysql_connect()
         with conn.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS {DB_NAME}")
+            cursor.execute(f"DROP DATABASE IF EXISTS {name}")
             # utf8mb4_bin: task names are case-sensitive, as the test settings say.
-            cursor.execute(f"CREATE DATABASE {DB_NAME} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
+            cursor.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin")
         conn.close()
     else:
         data = common.BENCH_DIR / ".data"
         data.mkdir(exist_ok=True)
         for suffix in ("", "-wal", "-shm"):
-            (data / f"{DB_NAME}.sqlite3{suffix}").unlink(missing_ok=True)
+            (data / f"{name}.sqlite3{suffix}").unlink(missing_ok=True)
     subprocess.run(
         [common.PYTHON, common.MANAGE, "migrate", "--no-input", "-v", "0"],
         cwd=common.ROOT,
-        env=common.child_env(db),
+        env=common.child_env(db, BENCH_DB_NAME=name),
         check=True,
     )
 

@@ -67,6 +67,12 @@ def ratio(a: dict | None, b: dict | None) -> float | None:
     return a["median"] / b["median"]
 
 
+def _empty_of(rows: dict, db: str, key: str) -> dict | None:
+    """The empty table's side of a scale ratio: the same scenario run in turn with the history's
+    (`scale_empty`), or, in results from before it existed, the main rounds' run."""
+    return rows.get(("scale_empty", db, key)) or rows.get(("ours", db, key))
+
+
 def markdown(info: dict) -> str:
     rows = {(r["group"], r["db"], r["key"]): r for r in info["results"]}
     dbs = [db for db in DBS if db in info["databases"]]
@@ -237,10 +243,22 @@ def markdown(info: dict) -> str:
         for key, label in (("pull_1", "pull, 1 process"), ("push_1", "push drain, 1 worker")):
             cells = []
             for db in dbs:
-                scale, empty = rows.get(("scale", db, key)), rows.get(("ours", db, key))
+                scale, empty = rows.get(("scale", db, key)), _empty_of(rows, db, key)
                 r = ratio(scale, empty)
-                cells.append(cell(scale) + (f" ({r - 1:+.0%} vs empty history)" if r else ""))
+                cells.append(
+                    cell(scale)
+                    + (f" ({r - 1:+.0%} vs {cell(empty)} on an empty table)" if r else "")
+                )
             out.append(f"| {label} | " + " | ".join(cells) + " |")
+        if any(k[0] == "scale_empty" for k in rows):
+            out += [
+                "",
+                "Each empty-table figure is the same scenario on an empty task table in a second "
+                "database, run in turn with the one over the history (each round: pull over the "
+                "history, pull on the empty table, push over the history, push on the empty "
+                "table), so both sides of a ratio are measured in the same minutes.",
+                "",
+            ]
         # The dashboard over the same history (`bench.scenarios dashboard`), ms per call, p50.
         for field, label in (
             (None, "admin dashboard, every queue's figures (ms per call, p50)"),
@@ -404,7 +422,7 @@ def targets(rows: dict) -> list[tuple[str, float | None, tuple, float | None]]:
     lat = rows.get(("ours", pg, "latency"))
     celery_lat = peer("celery", "latency")
     lat_vs_celery = ratio(lat, celery_lat)
-    scale = [ratio(rows.get(("scale", pg, k)), rows.get(("ours", pg, k))) for k in ("push_1",)]
+    scale = [ratio(rows.get(("scale", pg, k)), _empty_of(rows, pg, k)) for k in ("push_1",)]
     polling = [
         rows.get(("ours", db, "latency"))
         for db in ("mysql", "sqlite")

@@ -84,28 +84,48 @@ QUICK = {
 class Job:
     """One scenario: the command of one run, and where its figure goes in the table."""
 
-    def __init__(self, group, db, key, label, cmd, unit="tasks/s", timeout=None):
+    def __init__(self, group, db, key, label, cmd, unit="tasks/s", timeout=None, env=None):
         self.group, self.db, self.key, self.label = group, db, key, label
         self.cmd, self.unit, self.timeout = cmd, unit, timeout
+        #: Variables of this job's own, over the round's environment.
+        self.env: dict[str, str] = env or {}
         self.runs: list[dict] = []
+
+
+#: The scale rounds' second database: the same scenarios on an empty table, run in turn with
+#: the ones over the history, so that both sides of each "vs empty history" ratio are measured
+#: in the same minutes (this machine's speed drifts by more than the history's cost within a run).
+EMPTY_DB_NAME = f"{databases.DB_NAME}_empty"
 
 
 def ours(db: str, sizes: dict, keep_below: int | None = None) -> list[Job]:
     s = sizes
     py = [common.PYTHON, "-m", "bench.scenarios"]
     extra = ["--window", str(s["drain_seconds"])]
-    keep = ["--keep-below", str(keep_below)] if keep_below else []
-    group = "scale" if keep_below else "ours"
 
-    def job(key, label, name, n, *more, unit="tasks/s"):
+    def job(key, label, name, n, *more, unit="tasks/s", group="ours", keep=()):
         cmd = py + [name, "--db", db, "--n", str(n), *more, *keep]
-        return Job(group, db, key, label, cmd, unit)
+        env = {"BENCH_DB_NAME": EMPTY_DB_NAME} if group == "scale_empty" else None
+        return Job(group, db, key, label, cmd, unit, env=env)
 
     if keep_below:
+        history = {"group": "scale", "keep": ["--keep-below", str(keep_below)]}
+        empty = {"group": "scale_empty"}
+        pull = ("pull_1", "pull: lease 1000 + delete, 1 process", "pull", s["pull"])
+        push = ("push_1", "push drain, 1 worker", "push", s["push"], *extra)
         return [
-            job("pull_1", "pull: lease 1000 + delete, 1 process", "pull", s["pull"]),
-            job("push_1", "push drain, 1 worker", "push", s["push"], *extra),
-            job("dashboard", "admin dashboard figures, every queue", "dashboard", 50, unit="ms"),
+            job(*pull, **history),
+            job(*pull, **empty),
+            job(*push, **history),
+            job(*push, **empty),
+            job(
+                "dashboard",
+                "admin dashboard figures, every queue",
+                "dashboard",
+                50,
+                unit="ms",
+                **history,
+            ),
         ]
     latency_n = s["latency_pg"] if db == "postgresql" else s["latency_polling"]
     return [
@@ -253,7 +273,7 @@ def run_job(job: Job, env: dict, timeout: float, log) -> None:
         proc = subprocess.run(
             job.cmd,
             cwd=common.ROOT,
-            env=env,
+            env={**env, **job.env},
             capture_output=True,
             text=True,
             timeout=job.timeout or timeout,
@@ -462,6 +482,7 @@ def main(argv=None) -> int:
             keep_below = seed.runs[-1].get("keep_below")
             info["databases"][db]["history_seed_seconds"] = seed.runs[-1].get("seconds")
             if keep_below:
+                databases.recreate(db, EMPTY_DB_NAME)
                 scale_jobs = ours(db, sizes, keep_below=keep_below)
                 rounds(scale_jobs, runs, env, sizes["timeout"], log)
                 jobs += scale_jobs

@@ -4,7 +4,7 @@
 # runs bench/run.py, which writes bench/results/latest.md and latest.json.
 # Needs PostgreSQL (127.0.0.1:5432, user postgres), MariaDB (127.0.0.1:3306, root) and Redis
 # (127.0.0.1:6379) running; it creates and drops its own databases (taskqueue_bench,
-# procrastinate_bench) and uses Redis databases 11 and 12.
+# taskqueue_bench_empty for the scale rounds, procrastinate_bench) and uses Redis databases 11 and 12.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
