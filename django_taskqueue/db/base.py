@@ -430,6 +430,16 @@ class TaskStore(ClaimVerbs):
             rows = rows.filter(beat_at=beat_at)
         rows.delete()
 
+    def worker(self, worker_id: str) -> dict[str, Any] | None:
+        """Return the row of `worker_id` (`worker_id`, `beat_at`, `started`), or None."""
+        found = (
+            WorkerHeartbeat.objects.using(self.alias)
+            .filter(worker_id=worker_id)
+            .values("worker_id", "beat_at", "started")
+            .first()
+        )
+        return dict(found) if found is not None else None
+
     def dead_workers(
         self, before: datetime.datetime, exclude: str | None, limit: int
     ) -> list[dict[str, Any]]:

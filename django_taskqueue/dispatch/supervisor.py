@@ -16,6 +16,12 @@ a pause that doubles while it keeps dying within `STARTUP_SECONDS` of its start,
 that cannot start does not spin; after `MAX_STARTUP_FAILURES` such deaths in a row the
 supervisor stops the others and exits 1.
 
+The tasks a child held when it died are queued again at once (`rescue_child`), before its
+replacement starts: the supervisor saw the death, so nobody waits for the child's heartbeat to
+fall silent (`WORKER_TIMEOUT_SECONDS`). As the rescuer would, it charges an attempt to the
+tasks whose start the child's last beat carried and gives the others back uncharged. If the
+database cannot be reached then, the workers' own rescuer finds the child later.
+
 The children's stdout and stderr come through the supervisor, each line prefixed with
 `[worker id]`, so the command writes one log stream.
 """
@@ -30,7 +36,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 logger = logging.getLogger("django_taskqueue")
@@ -72,6 +78,31 @@ def watch_supervisor() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     threading.Thread(target=watch, name="taskworker-parent", daemon=True).start()
+
+
+def rescue_child(worker_id: str) -> int:
+    """Queue again the tasks of the dead child `worker_id`; return how many were rescued.
+
+    A database error is logged, not raised: the supervisor goes on, and the workers' rescuer
+    finds the child once its heartbeat is older than `WORKER_TIMEOUT_SECONDS`.
+    """
+    from django.db import connections
+
+    from .. import clock
+    from ..conf import taskqueue_settings
+    from .dbretry import DB_ERRORS
+    from .sweeps import Rescuer
+
+    alias = taskqueue_settings.DATABASE
+    try:
+        rescued = Rescuer(alias, 0.0).rescue_worker(worker_id, clock.now())
+    except DB_ERRORS:
+        logger.warning("event=child_rescue_failed worker=%s", worker_id, exc_info=True)
+        return 0
+    finally:
+        # The supervisor keeps no connection open between its children's deaths.
+        connections[alias].close()
+    return rescued
 
 
 def resolve_processes(value: str) -> int:
@@ -124,6 +155,7 @@ class Supervisor:
         *,
         stdout: IO[bytes] | None = None,
         stderr: IO[bytes] | None = None,
+        on_child_death: Callable[[str], int] | None = None,
     ) -> None:
         if processes < 1:
             raise ValueError("processes must be at least 1")
@@ -131,6 +163,10 @@ class Supervisor:
         self.children = [Child(slot, base_id) for slot in range(1, processes + 1)]
         self.stdout = stdout if stdout is not None else sys.stdout.buffer
         self.stderr = stderr if stderr is not None else sys.stderr.buffer
+        #: Called with the worker id of each child that exits other than 0, before it is
+        #: started again (`rescue_child` under `runtaskworker`); returns how many of the
+        #: child's tasks it queued again.
+        self.on_child_death = on_child_death
         self._write_lock = threading.Lock()
         self._signals = 0
         self._forwarded = 0
@@ -213,12 +249,24 @@ class Supervisor:
                 logger.info("event=child_exited worker=%s exit_code=0", child.worker_id)
                 child.restart_at = None
                 continue
+            rescued = self.on_child_death(child.worker_id) if self.on_child_death else 0
             if stopping:
-                logger.warning("event=child_exited worker=%s exit_code=%s", child.worker_id, code)
-                self._failed_exit = True
+                logger.warning(
+                    "event=child_exited worker=%s exit_code=%s rescued=%s",
+                    child.worker_id,
+                    code,
+                    rescued,
+                )
+                # A child still starting when the SIGTERM came dies of it (its handlers are
+                # not installed yet): it had nothing to finish, so it stopped as asked.
+                if code != -signal.SIGTERM:
+                    self._failed_exit = True
                 child.restart_at = None
                 continue
-            child.failed_starts = child.failed_starts + 1 if ran < STARTUP_SECONDS else 0
+            # A child that held tasks when it died had started: a task that kills its worker
+            # is ended by MAX_WORKER_LOSSES, not taken for a child that cannot start.
+            failed_start = ran < STARTUP_SECONDS and not rescued
+            child.failed_starts = child.failed_starts + 1 if failed_start else 0
             if child.failed_starts >= MAX_STARTUP_FAILURES:
                 logger.error(
                     "event=supervisor_giving_up worker=%s exit_code=%s failed_starts=%s",
@@ -239,10 +287,11 @@ class Supervisor:
             )
             child.restart_at = now + pause
             logger.warning(
-                "event=child_died worker=%s exit_code=%s ran=%.1fs restart_in=%.1fs",
+                "event=child_died worker=%s exit_code=%s ran=%.1fs rescued=%s restart_in=%.1fs",
                 child.worker_id,
                 code,
                 ran,
+                rescued,
                 pause,
             )
 

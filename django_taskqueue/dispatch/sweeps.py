@@ -66,20 +66,47 @@ class Rescuer(Sweep):
         timeout = datetime.timedelta(seconds=float(taskqueue_settings.WORKER_TIMEOUT_SECONDS))
         rescued = 0
         for worker in tasks.dead_workers(now - timeout, self.worker_id, self.limit):
-            started = set(worker["started"] or [])
-            held = tasks.tasks_of(worker["worker_id"], self.limit)
-            for row in held:
-                rescued += self._rescue(row, now, charged=row["id"] in started)
-            if len(held) < self.limit:
+            done, held = self._rescue_held(worker["worker_id"], worker["started"], now)
+            rescued += done
+            if held < self.limit:
                 # Only if it stayed silent: a worker back from an outage keeps its row.
                 tasks.forget_worker(worker["worker_id"], beat_at=worker["beat_at"])
                 logger.warning(
                     "event=worker_lost worker=%s last_beat=%s tasks=%s",
                     worker["worker_id"],
                     worker["beat_at"].isoformat(),
-                    len(held),
+                    held,
                 )
         return rescued
+
+    def rescue_worker(self, worker_id: str, now: datetime.datetime) -> int:
+        """Queue again every task of `worker_id`, known dead, now; forget the worker.
+
+        What `rescue_dead_workers` does for a worker whose heartbeat stopped, for one whose
+        death is certain without waiting for that: the supervisor of `--processes` saw its
+        child exit. The tasks whose start its last beat carried are charged an attempt.
+        """
+        tasks = store(self.alias)
+        worker = tasks.worker(worker_id)
+        started = worker["started"] if worker is not None else None
+        rescued = 0
+        while True:
+            done, held = self._rescue_held(worker_id, started, now)
+            rescued += done
+            # A batch of which some rows were not written (taken back meanwhile) stops here.
+            if held < self.limit or done < held:
+                break
+        tasks.forget_worker(worker_id)
+        return rescued
+
+    def _rescue_held(
+        self, worker_id: str, started: list[int] | None, now: datetime.datetime
+    ) -> tuple[int, int]:
+        """Rescue up to `limit` of the tasks `worker_id` holds; return (rescued, held)."""
+        began = set(started or [])
+        held = store(self.alias).tasks_of(worker_id, self.limit)
+        rescued = sum(self._rescue(row, now, charged=row["id"] in began) for row in held)
+        return rescued, len(held)
 
     def rescue_expired_claims(self, now: datetime.datetime) -> int:
         """Queue again the tasks whose claim lease expired (the last resort)."""

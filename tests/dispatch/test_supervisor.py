@@ -14,7 +14,7 @@ import pytest
 
 from django_taskqueue.dispatch import supervisor
 from django_taskqueue.dispatch.supervisor import Supervisor, resolve_processes
-from django_taskqueue.models import TaskRecord, TaskState
+from django_taskqueue.models import TaskRecord, TaskState, WorkerHeartbeat
 from django_taskqueue.taskqueue import Queue, Task
 
 from ..conftest import REPO_ROOT
@@ -27,8 +27,18 @@ FAST = {
 }
 
 
-def start(env, log, *args):
-    env = {**env, "TASKQUEUE_TEST_OVERRIDES": json.dumps(FAST)}
+#: Neither the heartbeat's timeout nor an expired claim lease can rescue a task during a test:
+#: what does is the supervisor, which saw its child die.
+NO_OTHER_RESCUE = {
+    **FAST,
+    "DEFAULT_DEADLINE_SECONDS": 120,
+    "WORKER_TIMEOUT_SECONDS": 600,
+    "HEARTBEAT_INTERVAL_SECONDS": 0.2,
+}
+
+
+def start(env, log, *args, overrides=FAST):
+    env = {**env, "TASKQUEUE_TEST_OVERRIDES": json.dumps(overrides)}
     return subprocess.Popen(
         [sys.executable, "-m", "django", "runtaskworker", "--queue", "default", *args],
         env=env,
@@ -112,6 +122,137 @@ def test_a_killed_child_is_restarted_and_the_queue_still_drains(child_env, tmp_p
     assert proc.returncode == 0, output
     assert re.search(r"event=child_died worker=sup-p1 exit_code=-9", output), output
     assert count(TaskState.RUNNING) == 0
+
+
+def held_by(worker_id):
+    return set(
+        TaskRecord.objects.filter(state=TaskState.RUNNING, worker_id=worker_id).values_list(
+            "id", flat=True
+        )
+    )
+
+
+def stop_now(proc):
+    """Two SIGTERMs: the children exit without finishing their attempts."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_childs_tasks_are_queued_again_before_it_restarts(child_env, tmp_path):
+    Queue("default").add(
+        [Task(method="GET", name=f"t{i}", url="/sleep?seconds=5") for i in range(12)]
+    )
+    log_path = tmp_path / "log"
+    with log_path.open("wb") as log:
+        proc = start(
+            child_env,
+            log,
+            "--processes",
+            "2",
+            "--prefetch",
+            "2",
+            "--worker-id",
+            "sup",
+            overrides=NO_OTHER_RESCUE,
+        )
+        try:
+            # The child holds an attempt that has started (its heartbeat says so) and
+            # prefetched tasks that have not.
+            wait_for(lambda: len(held_by("sup-p1")) >= 2, what="sup-p1 to claim")
+            beat = WorkerHeartbeat.objects.filter(worker_id="sup-p1")
+            wait_for(lambda: beat.exists() and beat.get().started, what="sup-p1's started task")
+            started = set(beat.get().started)
+            os.kill(child_pids(log_path)["sup-p1"], signal.SIGKILL)
+            wait_for(lambda: not held_by("sup-p1"), timeout=10, what="sup-p1's tasks back")
+            wait_for(lambda: "sup-p1r1" in child_pids(log_path), what="the restart")
+            lost = {t.id: t for t in TaskRecord.objects.filter(lost_count=1)}
+        finally:
+            stop_now(proc)  # the children's tasks come back too: they exit unfinished
+            finish(proc)
+    output = log_path.read_text(errors="replace")
+    found = re.search(r"event=child_died worker=sup-p1 exit_code=-9 \S+ rescued=(\d+)", output)
+    assert found, output
+    assert len(lost) == int(found.group(1)) >= 2
+    assert started and started <= set(lost)
+    for task in lost.values():
+        if task.id in started:  # its attempt is charged, as the rescuer does
+            assert (task.retry_count, task.last_retry_reason) == (1, "worker lost"), task
+        else:  # given back as it was
+            assert task.retry_count == 0, task
+    assert not WorkerHeartbeat.objects.filter(worker_id="sup-p1").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_burst_run_whose_child_is_killed_leaves_no_task_running(child_env, tmp_path):
+    Queue("default").add(
+        [Task(method="GET", name=f"t{i}", url="/sleep?seconds=0.3") for i in range(16)]
+    )
+    log_path = tmp_path / "log"
+    with log_path.open("wb") as log:
+        proc = start(
+            child_env,
+            log,
+            "--processes",
+            "2",
+            "--prefetch",
+            "2",
+            "--burst",
+            "--worker-id",
+            "sup",
+            overrides=NO_OTHER_RESCUE,
+        )
+        try:
+            wait_for(lambda: len(held_by("sup-p1")) >= 2, what="sup-p1 to claim")
+            os.kill(child_pids(log_path)["sup-p1"], signal.SIGKILL)
+            proc.wait(timeout=60)
+        finally:
+            finish(proc)
+    output = log_path.read_text(errors="replace")
+    assert proc.returncode == 0, output
+    assert count(TaskState.RUNNING) == 0, output
+    # The tasks given back ran on the restarted child; a charged one waits for its retry.
+    assert count(TaskState.SUCCEEDED) + count(TaskState.QUEUED) == 16
+    assert count(TaskState.QUEUED) <= 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_that_kills_its_child_fails_at_the_loss_limit_and_the_supervisor_goes_on(
+    child_env, tmp_path
+):
+    """Each death comes within seconds of the child's start, yet it is no failed start: the
+    child held the task. The loss limit ends the task, not the supervisor."""
+    Queue("default").add(Task(method="GET", name="poison", url="/die"))
+    log_path = tmp_path / "log"
+    with log_path.open("wb") as log:
+        proc = start(
+            child_env,
+            log,
+            "--processes",
+            "1",
+            "--worker-id",
+            "sup",
+            overrides={**NO_OTHER_RESCUE, "MAX_WORKER_LOSSES": 3},
+        )
+        try:
+            poison = TaskRecord.objects.filter(name="poison")
+            wait_for(lambda: poison.get().state == TaskState.FAILED, what="the task to fail")
+            assert proc.poll() is None, log_path.read_text(errors="replace")
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        finally:
+            finish(proc)
+    output = log_path.read_text(errors="replace")
+    assert proc.returncode == 0, output
+    task = poison.get()
+    assert (task.lost_count, task.last_error) == (3, "worker lost 3 times")
+    assert "supervisor_giving_up" not in output
+    # Three deaths (sup-p1, sup-p1r1, sup-p1r2), each restarted at once.
+    deaths = re.findall(r"event=child_died worker=(\S+) .* restart_in=(\S+)", output)
+    assert deaths == [(w, "0.0s") for w in ("sup-p1", "sup-p1r1", "sup-p1r2")], output
 
 
 def test_a_child_that_cannot_start_is_given_up_on(monkeypatch, tmp_path):

@@ -227,7 +227,7 @@ class Command(BaseCommand):
             raise CommandError(str(e)) from e
 
     def _supervise(self, options: dict[str, Any]) -> None:
-        from ...dispatch.supervisor import Supervisor
+        from ...dispatch.supervisor import Supervisor, rescue_child
         from ...dispatch.worker import _served_queues, default_worker_id
 
         # Each child validates the options again; a broken queue.yaml is said here once.
@@ -239,6 +239,7 @@ class Command(BaseCommand):
             options["processes"],
             _child_args(options),
             options["worker_id"] or default_worker_id(),
+            on_child_death=rescue_child,
         ).run()
         if code:
             raise SystemExit(code)
