@@ -250,15 +250,6 @@ def markdown(info: dict) -> str:
                     + (f" ({r - 1:+.0%} vs {cell(empty)} on an empty table)" if r else "")
                 )
             out.append(f"| {label} | " + " | ".join(cells) + " |")
-        if any(k[0] == "scale_empty" for k in rows):
-            out += [
-                "",
-                "Each empty-table figure is the same scenario on an empty task table in a second "
-                "database, run in turn with the one over the history (each round: pull over the "
-                "history, pull on the empty table, push over the history, push on the empty "
-                "table), so both sides of a ratio are measured in the same minutes.",
-                "",
-            ]
         # The dashboard over the same history (`bench.scenarios dashboard`), ms per call, p50.
         for field, label in (
             (None, "admin dashboard, every queue's figures (ms per call, p50)"),
@@ -273,6 +264,14 @@ def markdown(info: dict) -> str:
                 cells.append(cell(row, missing="not measured"))
             if any(c != "not measured" for c in cells):
                 out.append(f"| {label} | " + " | ".join(cells) + " |")
+        if any(k[0] == "scale_empty" for k in rows):
+            out += [
+                "",
+                "Each empty-table figure is the same scenario on an empty task table in a second "
+                "database, run in turn with the one over the history (each round: pull over the "
+                "history, pull on the empty table, push over the history, push on the empty "
+                "table), so both sides of a ratio are measured in the same minutes.",
+            ]
         seeds = [
             f"{DBS[db]} {info['databases'][db].get('history_seed_seconds')} s"
             for db in dbs
