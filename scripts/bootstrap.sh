@@ -12,6 +12,8 @@
 #   VENV=.venv-dj6 PYTHON=python3.12 DJANGO_REQUIREMENT='django>=6,<7' bash scripts/bootstrap.sh
 # VENV names the directory, PYTHON the interpreter that creates it, DJANGO_REQUIREMENT a pip
 # requirement for Django installed with the project (default: what pyproject.toml allows).
+# PG_DRIVER=psycopg2 replaces psycopg 3 with psycopg2 in it (Django uses either), e.g.
+#   VENV=.venv-psycopg2 PG_DRIVER=psycopg2 bash scripts/bootstrap.sh
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -65,6 +67,7 @@ digest.update(os.getcwd().encode())
 digest.update(sys.version.encode())
 digest.update(os.environ.get("DJANGO_REQUIREMENT", "").encode())
 digest.update(os.environ.get("EXTRAS", "dev").encode())
+digest.update(os.environ.get("PG_DRIVER", "").encode())
 print(digest.hexdigest())
 PY
 )
@@ -79,6 +82,7 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
         fi
         pip=("$python" -m pip --python "$venv/bin/python")
     fi
+    pip_base=("${pip[@]}")
     if [[ "${LEAN:-0}" == 1 ]]; then
         pip+=(install --no-compile)
     else
@@ -87,5 +91,14 @@ if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$wanted" ]]; then
     echo "bootstrap: installing -e '.[$extras]' into $venv"
     "${pip[@]}" --quiet --disable-pip-version-check -e ".[$extras]" \
         ${django_requirement:+"$django_requirement"}
+    if [[ "${PG_DRIVER:-}" == psycopg2 ]]; then
+        # Django picks psycopg 3 when it is installed: it goes, psycopg2 comes.
+        echo "bootstrap: replacing psycopg 3 with psycopg2 in $venv (PG_DRIVER=psycopg2)"
+        "${pip_base[@]}" uninstall --quiet --yes psycopg psycopg-binary
+        "${pip[@]}" --quiet --disable-pip-version-check psycopg2-binary
+    elif [[ -n "${PG_DRIVER:-}" ]]; then
+        echo "bootstrap: PG_DRIVER must be psycopg2 or unset, not ${PG_DRIVER}" >&2
+        exit 1
+    fi
     printf '%s\n' "$wanted" >"$stamp"
 fi

@@ -216,7 +216,7 @@ class PostgreSQLOperations(TaskStore):
                     cursor.execute(statement.execute, args)
                     return cursor.fetchall()
                 except DatabaseError as error:
-                    sqlstate = getattr(error.__cause__, "sqlstate", None)
+                    sqlstate = _sqlstate(error.__cause__)
                     if attempt == 0 and sqlstate == _PLAN_CHANGED:
                         cursor.execute(f"DEALLOCATE {statement.name}")
                         session.names.discard(statement.name)
@@ -425,6 +425,11 @@ class PostgreSQLOperations(TaskStore):
         return NotifyChannel(self.connection)
 
 
+def _sqlstate(error: BaseException | None) -> str | None:
+    """The SQLSTATE of a driver's error: psycopg 3's `sqlstate`, psycopg2's `pgcode`."""
+    return getattr(error, "sqlstate", None) or getattr(error, "pgcode", None)
+
+
 class NotifyChannel:
     """A connection that LISTENs for the NOTIFY of committed adds, waited on by its socket.
 
@@ -469,7 +474,8 @@ class NotifyChannel:
             try:
                 conn = self._wrapper.get_new_connection(self._wrapper.get_connection_params())
                 conn.autocommit = True
-                conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
+                with conn.cursor() as cursor:  # psycopg 3 and psycopg2 alike
+                    cursor.execute(f"LISTEN {NOTIFY_CHANNEL}")
             except Exception:
                 self._failed()
                 return None
@@ -490,7 +496,13 @@ class NotifyChannel:
         if self._conn is None:
             return False
         try:
-            return sum(1 for _ in self._conn.notifies(timeout=0)) > 0
+            if is_psycopg3:
+                return sum(1 for _ in self._conn.notifies(timeout=0)) > 0
+            # psycopg2: poll() reads what the socket holds into the `notifies` list.
+            self._conn.poll()
+            heard = bool(self._conn.notifies)
+            self._conn.notifies.clear()
+            return heard
         except Exception:
             self._failed()
             return False
@@ -777,7 +789,7 @@ def _run(
             logger.warning(
                 "event=prepared_statements_off reason=%s sqlstate=%s",
                 "the database session did not keep the add's prepared statement",
-                getattr(error, "sqlstate", None),
+                _sqlstate(error),
             )
         finally:
             raw.prepare_threshold = threshold

@@ -59,7 +59,18 @@ def prepared_adds():
         return cursor.fetchone()[0]
 
 
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's prepared statements")
+def _psycopg3() -> bool:
+    try:
+        from django.db.backends.postgresql.psycopg_any import is_psycopg3
+    except ImportError:  # neither psycopg nor psycopg2 installed: not on PostgreSQL
+        return False
+    return is_psycopg3
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql" or not _psycopg3(),
+    reason="psycopg 3 prepares the add in its own call; psycopg2 has no such preparing",
+)
 def test_the_add_in_autocommit_is_prepared_and_survives_losing_its_statement(caplog):
     connection.close()  # a new database session
     for name in ("a", "b", "c"):
@@ -129,7 +140,8 @@ def test_a_pooler_that_drops_prepared_statements_turns_them_off(caplog):
     def pooler(execute, sql, params, many, context):
         result = execute(sql, params, many, context)
         if sql.startswith("PREPARE"):
-            context["connection"].connection.execute("DEALLOCATE ALL")
+            with context["connection"].connection.cursor() as raw:  # psycopg 3 or psycopg2
+                raw.execute("DEALLOCATE ALL")
         return result
 
     QueueState.objects.create(name="default")
