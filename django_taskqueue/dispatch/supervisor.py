@@ -20,7 +20,8 @@ The tasks a child held when it died are queued again at once (`rescue_child`), b
 replacement starts: the supervisor saw the death, so nobody waits for the child's heartbeat to
 fall silent (`WORKER_TIMEOUT_SECONDS`). As the rescuer would, it charges an attempt to the
 tasks whose start the child's last beat carried and gives the others back uncharged. If the
-database cannot be reached then, the workers' own rescuer finds the child later.
+database cannot be reached then, the workers' own rescuer finds the child later; a rescue that
+takes over `RESCUE_WAIT_SECONDS` goes on in its thread while the supervisor does its work.
 
 The children's stdout and stderr come through the supervisor, each line prefixed with
 `[worker id]`, so the command writes one log stream.
@@ -58,6 +59,9 @@ _PUMP_READ_BYTES = 65536
 _PUMP_BATCH_SECONDS = 0.005
 #: How often a child checks that its supervisor is still alive.
 _PARENT_CHECK_SECONDS = 0.5
+#: The longest the supervisor waits for a dead child's tasks to be rescued before it goes on
+#: (forwarding signals, restarting children); the rescue itself goes on in its thread.
+RESCUE_WAIT_SECONDS = 5.0
 
 
 def watch_supervisor() -> None:
@@ -249,7 +253,7 @@ class Supervisor:
                 logger.info("event=child_exited worker=%s exit_code=0", child.worker_id)
                 child.restart_at = None
                 continue
-            rescued = self.on_child_death(child.worker_id) if self.on_child_death else 0
+            rescued = self._rescue(child.worker_id)
             if stopping:
                 logger.warning(
                     "event=child_exited worker=%s exit_code=%s rescued=%s",
@@ -294,6 +298,28 @@ class Supervisor:
                 rescued,
                 pause,
             )
+
+    def _rescue(self, worker_id: str) -> int:
+        """Run `on_child_death` for `worker_id` in a thread; wait `RESCUE_WAIT_SECONDS` at most.
+
+        A database that drops packets instead of refusing them would otherwise hold the
+        supervisor until its connect timed out. A rescue not done in time counts as none.
+        """
+        callback = self.on_child_death
+        if callback is None:
+            return 0
+        done: list[int] = []
+        thread = threading.Thread(
+            target=lambda: done.append(callback(worker_id)), name="taskworker-rescue", daemon=True
+        )
+        thread.start()
+        thread.join(RESCUE_WAIT_SECONDS)
+        if not done:
+            logger.warning(
+                "event=child_rescue_slow worker=%s waited=%.1fs", worker_id, RESCUE_WAIT_SECONDS
+            )
+            return 0
+        return done[0]
 
     def _start_due(self) -> None:
         if self._signals or self._gave_up:

@@ -269,6 +269,43 @@ def test_a_child_that_cannot_start_is_given_up_on(monkeypatch, tmp_path):
     assert b"[bad-p1r2] " in err.read()
 
 
+def test_a_rescue_that_hangs_does_not_hold_the_supervisor(monkeypatch, tmp_path):
+    """A database that drops packets would hang the rescue: restarts and the give-up go on."""
+    import threading
+
+    monkeypatch.setattr(supervisor, "FIRST_RESTART_PAUSE_SECONDS", 0.01)
+    monkeypatch.setattr(supervisor, "MAX_STARTUP_FAILURES", 3)
+    monkeypatch.setattr(supervisor, "RESCUE_WAIT_SECONDS", 0.2)
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
+    release = threading.Event()
+    asked = []
+
+    def hanging_rescue(worker_id):
+        asked.append(worker_id)
+        release.wait(60)
+        return 0
+
+    out = (tmp_path / "out").open("w+b")
+    err = (tmp_path / "err").open("w+b")
+    sup = Supervisor(
+        1,
+        ["--queue", "no-such-queue"],
+        "bad",
+        stdout=out,
+        stderr=err,
+        on_child_death=hanging_rescue,
+    )
+    started = time.monotonic()
+    try:
+        assert sup.run() == 1
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+    assert asked == ["bad-p1", "bad-p1r1", "bad-p1r2"]
+    # Three child starts (each sets Django up) and three waits of 0.2 s, not three of 60 s.
+    assert elapsed < 45, elapsed
+
+
 def test_processes_zero_or_auto_is_one_per_core():
     cores = os.cpu_count() or 1
     assert resolve_processes("0") == resolve_processes("auto") == cores
