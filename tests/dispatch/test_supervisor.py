@@ -141,32 +141,33 @@ def stop_now(proc):
         proc.wait(timeout=60)
 
 
+def start_two_holding(env, log, tasks, seconds, *args):
+    """Add `tasks` tasks sleeping `seconds`; start `--processes 2` (ids sup-p1, sup-p2) on them,
+    each child holding a started attempt and 2 prefetched tasks, rescued by its supervisor
+    alone (`NO_OTHER_RESCUE`)."""
+    url = f"/sleep?seconds={seconds}"
+    Queue("default").add([Task(method="GET", name=f"t{i}", url=url) for i in range(tasks)])
+    options = ("--processes", "2", "--prefetch", "2", "--worker-id", "sup", *args)
+    return start(env, log, *options, overrides=NO_OTHER_RESCUE)
+
+
+def kill_once_it_holds_tasks(log_path, worker_id):
+    wait_for(lambda: len(held_by(worker_id)) >= 2, what=f"{worker_id} to claim")
+    os.kill(child_pids(log_path)[worker_id], signal.SIGKILL)
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_killed_childs_tasks_are_queued_again_before_it_restarts(child_env, tmp_path):
-    Queue("default").add(
-        [Task(method="GET", name=f"t{i}", url="/sleep?seconds=5") for i in range(12)]
-    )
     log_path = tmp_path / "log"
     with log_path.open("wb") as log:
-        proc = start(
-            child_env,
-            log,
-            "--processes",
-            "2",
-            "--prefetch",
-            "2",
-            "--worker-id",
-            "sup",
-            overrides=NO_OTHER_RESCUE,
-        )
+        proc = start_two_holding(child_env, log, 12, 5)
         try:
             # The child holds an attempt that has started (its heartbeat says so) and
             # prefetched tasks that have not.
-            wait_for(lambda: len(held_by("sup-p1")) >= 2, what="sup-p1 to claim")
             beat = WorkerHeartbeat.objects.filter(worker_id="sup-p1")
             wait_for(lambda: beat.exists() and beat.get().started, what="sup-p1's started task")
             started = set(beat.get().started)
-            os.kill(child_pids(log_path)["sup-p1"], signal.SIGKILL)
+            kill_once_it_holds_tasks(log_path, "sup-p1")
             wait_for(lambda: not held_by("sup-p1"), timeout=10, what="sup-p1's tasks back")
             wait_for(lambda: "sup-p1r1" in child_pids(log_path), what="the restart")
             lost = {t.id: t for t in TaskRecord.objects.filter(lost_count=1)}
@@ -188,26 +189,11 @@ def test_a_killed_childs_tasks_are_queued_again_before_it_restarts(child_env, tm
 
 @pytest.mark.django_db(transaction=True)
 def test_a_burst_run_whose_child_is_killed_leaves_no_task_running(child_env, tmp_path):
-    Queue("default").add(
-        [Task(method="GET", name=f"t{i}", url="/sleep?seconds=0.3") for i in range(16)]
-    )
     log_path = tmp_path / "log"
     with log_path.open("wb") as log:
-        proc = start(
-            child_env,
-            log,
-            "--processes",
-            "2",
-            "--prefetch",
-            "2",
-            "--burst",
-            "--worker-id",
-            "sup",
-            overrides=NO_OTHER_RESCUE,
-        )
+        proc = start_two_holding(child_env, log, 16, 0.3, "--burst")
         try:
-            wait_for(lambda: len(held_by("sup-p1")) >= 2, what="sup-p1 to claim")
-            os.kill(child_pids(log_path)["sup-p1"], signal.SIGKILL)
+            kill_once_it_holds_tasks(log_path, "sup-p1")
             proc.wait(timeout=60)
         finally:
             finish(proc)
