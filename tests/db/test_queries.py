@@ -69,7 +69,7 @@ def _psycopg3() -> bool:
 
 @pytest.mark.skipif(
     connection.vendor != "postgresql" or not _psycopg3(),
-    reason="psycopg 3 prepares the add in its own call; psycopg2 has no such preparing",
+    reason="PostgreSQL through psycopg 3 prepares the add in its own call (psycopg2 cannot)",
 )
 def test_the_add_in_autocommit_is_prepared_and_survives_losing_its_statement(caplog):
     connection.close()  # a new database session
