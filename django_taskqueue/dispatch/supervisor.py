@@ -309,9 +309,15 @@ class Supervisor:
         if callback is None:
             return 0
         done: list[int] = []
-        thread = threading.Thread(
-            target=lambda: done.append(callback(worker_id)), name="taskworker-rescue", daemon=True
-        )
+
+        def rescue() -> None:
+            try:
+                done.append(callback(worker_id))
+            except Exception:  # a failure of the rescue must not end the supervisor
+                logger.exception("event=child_rescue_failed worker=%s", worker_id)
+                done.append(0)
+
+        thread = threading.Thread(target=rescue, name="taskworker-rescue", daemon=True)
         thread.start()
         thread.join(RESCUE_WAIT_SECONDS)
         if not done:

@@ -292,6 +292,21 @@ def test_a_rescue_that_hangs_does_not_hold_the_supervisor(monkeypatch, tmp_path)
     assert elapsed < 45, elapsed
 
 
+def test_a_rescue_that_raises_is_logged_and_the_supervisor_goes_on(monkeypatch, caplog):
+    monkeypatch.setattr(supervisor, "RESCUE_WAIT_SECONDS", 30)
+
+    def broken_rescue(worker_id):
+        raise RuntimeError(f"cannot rescue {worker_id}")
+
+    sup = Supervisor(1, [], "w", on_child_death=broken_rescue)
+    started = time.monotonic()
+    assert sup._rescue("w-p1") == 0
+    assert time.monotonic() - started < 10  # not the 30 s wait: the thread ended
+    assert "event=child_rescue_failed worker=w-p1" in caplog.text
+    assert "cannot rescue w-p1" in caplog.text
+    assert "child_rescue_slow" not in caplog.text
+
+
 def test_processes_zero_or_auto_is_one_per_core():
     cores = os.cpu_count() or 1
     assert resolve_processes("0") == resolve_processes("auto") == cores
