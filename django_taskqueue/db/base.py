@@ -52,6 +52,10 @@ __all__ = [
 ]
 
 
+#: What the rescuer reads of a worker's heartbeat row.
+_WORKER_COLUMNS = ("worker_id", "beat_at", "started")
+
+
 class TaskStore(ClaimVerbs):
     """Every write of a task row for one database alias, written with the ORM.
 
@@ -435,7 +439,7 @@ class TaskStore(ClaimVerbs):
         found = (
             WorkerHeartbeat.objects.using(self.alias)
             .filter(worker_id=worker_id)
-            .values("worker_id", "beat_at", "started")
+            .values(*_WORKER_COLUMNS)
             .first()
         )
         return dict(found) if found is not None else None
@@ -447,7 +451,7 @@ class TaskStore(ClaimVerbs):
         rows = WorkerHeartbeat.objects.using(self.alias).filter(beat_at__lt=before)
         if exclude is not None:
             rows = rows.exclude(worker_id=exclude)
-        found = rows.order_by("beat_at").values("worker_id", "beat_at", "started")[:limit]
+        found = rows.order_by("beat_at").values(*_WORKER_COLUMNS)[:limit]
         return [dict(row) for row in found]
 
     def tasks_of(self, worker_id: str, limit: int) -> list[dict[str, Any]]:
